@@ -1,0 +1,110 @@
+//! `linear_probe`: freeze the backbone, pool the output of a block, and train a linear
+//! classifier on it. Features are computed once (evaluation mode, no augmentation), so
+//! each probe trains on cached features in seconds.
+
+use tch::{nn, Kind, Tensor};
+
+use super::{ensure_unchanged, EvalContext, EvalResult, Init};
+use crate::data::augment::Augmenter;
+use crate::data::ImageSet;
+use crate::error::Result;
+use crate::models::{checksums, Head, Network, NetworkConfig};
+use crate::train::fit;
+use crate::train::objectives::{FeatureObjective, EVAL_BATCH};
+
+/// Side of the adaptive average pooling before the probe, unless the spec sets `pool`.
+pub const DEFAULT_POOL: i64 = 4;
+
+/// Probes every block that evaluation `index` names (all blocks by default).
+pub fn run(ctx: &EvalContext, index: usize, init: Init) -> Result<Vec<EvalResult>> {
+    let eval = &ctx.spec.eval[index];
+    let all_blocks: Vec<String> = ctx.spec.model.blocks.iter().map(|b| b.name.clone()).collect();
+    let names = eval.blocks.clone().unwrap_or(all_blocks);
+    let mut indices: Vec<usize> = names.iter().map(|name| ctx.block_index(name)).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    let depth = indices.last().map_or(1, |last| last + 1);
+    let pool = eval.pool.unwrap_or(DEFAULT_POOL);
+
+    tch::manual_seed(ctx.spec.experiment.seed as i64);
+    let config = NetworkConfig {
+        model: &ctx.spec.model,
+        in_channels: ctx.in_channels(),
+        frozen_count: depth,
+        depth,
+        device: ctx.device,
+    };
+    let mut network = Network::new(&config, |path, channels| Head::global_pool_linear(path, channels, 1));
+    if init == Init::Pretrained {
+        let frozen: Vec<&str> = ctx.spec.model.blocks[..depth].iter().map(|b| b.name.as_str()).collect();
+        network.load_blocks(ctx.pretrained, &frozen)?;
+    }
+    let before = checksums(&network.frozen_store);
+
+    let labelled = ctx
+        .splits
+        .train
+        .labelled_subset(eval.labels_per_class, ctx.spec.experiment.seed);
+    let train_features = pooled_features(&network, &labelled, ctx.augmenter, &indices, pool);
+    let test_features = pooled_features(&network, &ctx.splits.test, ctx.augmenter, &indices, pool);
+    let train_labels = labelled.labels.to_device(ctx.device);
+    let test_labels = ctx.splits.test.labels.to_device(ctx.device);
+
+    let mut results = Vec::new();
+    for (position, &block_index) in indices.iter().enumerate() {
+        let block = &ctx.spec.model.blocks[block_index].name;
+        tch::manual_seed(ctx.spec.experiment.seed as i64);
+        let store = nn::VarStore::new(ctx.device);
+        let features = train_features[position].size()[1];
+        let channels = features / (pool * pool);
+        let head = Head::probe(&(store.root() / "probe"), channels, pool, ctx.classes());
+        let mut objective = FeatureObjective {
+            head: &head,
+            store: &store,
+            train_features: &train_features[position],
+            train_labels: &train_labels,
+            test_features: &test_features[position],
+            test_labels: &test_labels,
+        };
+        let stage = ctx.stage(eval, index, &[init.name(), block]);
+        let summary = fit(&stage, &store, &mut objective)?;
+        results.push(EvalResult {
+            protocol: eval.protocol.clone(),
+            eval: eval.stage_name().into(),
+            block: block.clone(),
+            labels_per_class: eval.labels_per_class,
+            init: init.name().into(),
+            test_accuracy: summary.test_accuracy,
+            seconds: summary.seconds,
+            stage_dir: format!("{}/{}/{block}", eval.stage_name(), init.name()),
+        });
+    }
+    ensure_unchanged(eval.stage_name(), &before, &network)?;
+    Ok(results)
+}
+
+/// Pooled features `[images, channels * pool * pool]` of every block in `indices`.
+fn pooled_features(
+    network: &Network,
+    set: &ImageSet,
+    augmenter: &Augmenter,
+    indices: &[usize],
+    pool: i64,
+) -> Vec<Tensor> {
+    let mut per_block: Vec<Vec<Tensor>> = indices.iter().map(|_| Vec::new()).collect();
+    let mut start = 0i64;
+    let count = set.len() as i64;
+    while start < count {
+        let length = (EVAL_BATCH as i64).min(count - start);
+        let inputs = augmenter.eval(&set.images.narrow(0, start, length));
+        for (slot, features) in network.features_at(&inputs, indices).into_iter().enumerate() {
+            let pooled = features
+                .adaptive_avg_pool2d([pool, pool])
+                .flatten(1, -1)
+                .to_kind(Kind::Float);
+            per_block[slot].push(pooled);
+        }
+        start += length;
+    }
+    per_block.into_iter().map(|parts| Tensor::cat(&parts, 0)).collect()
+}

@@ -1,0 +1,316 @@
+//! The backbone (named blocks of convolutions) and the heads put on top of it.
+//!
+//! A [`Network`] keeps frozen blocks and trainable parts in two separate var stores: the
+//! optimiser is built from the trainable store only, and the frozen store is run in
+//! evaluation mode under `no_grad`, so frozen weights and batch-norm statistics cannot
+//! change. Variable names follow the spec (`backbone.conv2.layer0.conv.weight`), so a
+//! checkpoint of one stage loads into another by name.
+
+pub mod blocks;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::registry;
+use crate::spec::{BlockSpec, ModelSpec};
+
+/// One convolution followed by optional batch norm and a ReLU.
+#[derive(Debug)]
+pub struct ConvLayer {
+    conv: nn::Conv2D,
+    batch_norm: Option<nn::BatchNorm>,
+}
+
+impl ConvLayer {
+    pub fn new(path: &nn::Path, in_channels: i64, out_channels: i64, kernel: i64, batch_norm: bool) -> Self {
+        let config = nn::ConvConfig {
+            padding: kernel / 2,
+            bias: !batch_norm,
+            ..Default::default()
+        };
+        Self {
+            conv: nn::conv2d(path / "conv", in_channels, out_channels, kernel, config),
+            batch_norm: batch_norm
+                .then(|| nn::batch_norm2d(path / "bn", out_channels, Default::default())),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = x.apply(&self.conv);
+        let x = match &self.batch_norm {
+            Some(bn) => x.apply_t(bn, train),
+            None => x,
+        };
+        x.relu()
+    }
+}
+
+/// A named block of the backbone.
+#[derive(Debug)]
+pub struct Block {
+    pub name: String,
+    layers: Vec<ConvLayer>,
+    spec: BlockSpec,
+    pub out_channels: i64,
+}
+
+impl Block {
+    /// Runs the block's convolutions and pooling.
+    ///
+    /// # Shapes
+    ///
+    /// `x`: `[batch, in_channels, height, width]`; returns `[batch, out_channels, height',
+    /// width']` with the size after pooling.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = x.shallow_clone();
+        for layer in &self.layers {
+            x = layer.forward(&x, train);
+        }
+        let pool = registry::POOLS
+            .get(&self.spec.pool)
+            .expect("pool names are checked when the spec is loaded");
+        (pool.build)(&x, &self.spec)
+    }
+}
+
+/// Builds block `spec` under `path` with the layers its kind defines.
+pub fn build_block(path: &nn::Path, in_channels: i64, spec: &BlockSpec) -> Block {
+    let builder = registry::BLOCKS
+        .get(&spec.kind)
+        .expect("block kinds are checked when the spec is loaded");
+    let layers = (builder.build)(path, in_channels, spec);
+    Block {
+        name: spec.name.clone(),
+        layers,
+        spec: spec.clone(),
+        out_channels: *spec.channels.last().unwrap_or(&in_channels),
+    }
+}
+
+/// What sits on top of the backbone.
+#[derive(Debug)]
+pub enum Head {
+    /// Global average pooling and a linear layer.
+    GlobalPoolLinear(nn::Linear),
+    /// Adaptive average pooling to `pool x pool`, flattening, batch norm without affine
+    /// parameters (so the probe sees standardised features), and a linear layer.
+    Probe {
+        pool: i64,
+        norm: nn::BatchNorm,
+        linear: nn::Linear,
+    },
+}
+
+impl Head {
+    pub fn global_pool_linear(path: &nn::Path, in_features: i64, classes: i64) -> Self {
+        Head::GlobalPoolLinear(nn::linear(path / "linear", in_features, classes, Default::default()))
+    }
+
+    pub fn probe(path: &nn::Path, channels: i64, pool: i64, classes: i64) -> Self {
+        let features = channels * pool * pool;
+        let norm_config = nn::BatchNormConfig {
+            affine: false,
+            ..Default::default()
+        };
+        Head::Probe {
+            pool,
+            norm: nn::batch_norm1d(path / "bn", features, norm_config),
+            linear: nn::linear(path / "linear", features, classes, Default::default()),
+        }
+    }
+
+    /// Pools a feature map into the vector the linear layer reads (no parameters involved).
+    ///
+    /// # Shapes
+    ///
+    /// `x`: `[batch, channels, height, width]`; returns `[batch, features]`.
+    pub fn pool(&self, x: &Tensor) -> Tensor {
+        match self {
+            Head::GlobalPoolLinear(_) => x.mean_dim(&[2i64, 3][..], false, Kind::Float),
+            Head::Probe { pool, .. } => x.adaptive_avg_pool2d([*pool, *pool]).flatten(1, -1),
+        }
+    }
+
+    /// Maps pooled features to logits.
+    pub fn classify(&self, features: &Tensor, train: bool) -> Tensor {
+        match self {
+            Head::GlobalPoolLinear(linear) => linear.forward(features),
+            Head::Probe { norm, linear, .. } => features.apply_t(norm, train).apply(linear),
+        }
+    }
+}
+
+/// A backbone truncated after some block, split into frozen and trainable parts, plus a
+/// head.
+pub struct Network {
+    /// Blocks that keep their weights; never given to an optimiser.
+    pub frozen_store: nn::VarStore,
+    /// Trainable blocks and the head.
+    pub trainable_store: nn::VarStore,
+    blocks: Vec<Block>,
+    frozen_count: usize,
+    pub head: Head,
+}
+
+/// How to build a [`Network`].
+pub struct NetworkConfig<'a> {
+    pub model: &'a ModelSpec,
+    pub in_channels: i64,
+    /// Number of leading blocks that are frozen.
+    pub frozen_count: usize,
+    /// Number of leading blocks used (the rest of the backbone is dropped).
+    pub depth: usize,
+    pub device: Device,
+}
+
+impl Network {
+    /// Builds the blocks and lets `head` build the head from the last block's channels.
+    pub fn new(config: &NetworkConfig, head: impl FnOnce(&nn::Path, i64) -> Head) -> Self {
+        let frozen_store = nn::VarStore::new(config.device);
+        let trainable_store = nn::VarStore::new(config.device);
+        let mut blocks = Vec::new();
+        let mut channels = config.in_channels;
+        for (index, spec) in config.model.blocks.iter().take(config.depth).enumerate() {
+            let store = if index < config.frozen_count {
+                &frozen_store
+            } else {
+                &trainable_store
+            };
+            let block = build_block(&(store.root() / "backbone" / spec.name.as_str()), channels, spec);
+            channels = block.out_channels;
+            blocks.push(block);
+        }
+        let head = head(&(trainable_store.root() / "head"), channels);
+        let mut network = Self {
+            frozen_store,
+            trainable_store,
+            blocks,
+            frozen_count: config.frozen_count,
+            head,
+        };
+        network.frozen_store.freeze();
+        network
+    }
+
+    /// Runs the frozen blocks (evaluation mode, no gradient) and then the trainable blocks.
+    ///
+    /// # Shapes
+    ///
+    /// `x`: `[batch, channels, height, width]`; returns the last block's feature map.
+    pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = tch::no_grad(|| {
+            let mut x = x.shallow_clone();
+            for block in &self.blocks[..self.frozen_count] {
+                x = block.forward(&x, false);
+            }
+            x
+        });
+        for block in &self.blocks[self.frozen_count..] {
+            x = block.forward(&x, train);
+        }
+        x
+    }
+
+    /// Runs the whole network and returns logits `[batch, classes]`.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let features = self.head.pool(&self.features(x, train));
+        self.head.classify(&features, train)
+    }
+
+    /// Copies the variables whose names start with `backbone.<block>.` for each block in
+    /// `blocks` from `checkpoint` into whichever store holds them.
+    pub fn load_blocks(&mut self, checkpoint: &HashMap<String, Tensor>, blocks: &[&str]) -> Result<()> {
+        let mut copied = 0;
+        for store in [&self.frozen_store, &self.trainable_store] {
+            for (name, mut variable) in store.variables() {
+                let wanted = blocks
+                    .iter()
+                    .any(|block| name.starts_with(&format!("backbone.{block}.")));
+                if !wanted {
+                    continue;
+                }
+                let source = checkpoint.get(&name).ok_or_else(|| {
+                    Error::data(Path::new(&name), "variable missing from the pretrained checkpoint")
+                })?;
+                tch::no_grad(|| variable.copy_(source));
+                copied += 1;
+            }
+        }
+        tracing::debug!(copied, ?blocks, "loaded pretrained blocks");
+        Ok(())
+    }
+
+    /// Every variable of both stores, by name.
+    pub fn named_variables(&self) -> Vec<(String, Tensor)> {
+        let mut variables: Vec<(String, Tensor)> = self
+            .frozen_store
+            .variables()
+            .into_iter()
+            .chain(self.trainable_store.variables())
+            .collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        variables
+    }
+
+    /// Writes both stores to one safetensors file, through a temporary file and a rename so
+    /// that an interrupted write never leaves a partial checkpoint.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let temporary = path.with_extension("safetensors.tmp");
+        let variables = self.named_variables();
+        let cpu: Vec<(String, Tensor)> = variables
+            .iter()
+            .map(|(name, tensor)| (name.clone(), tensor.to_device(Device::Cpu)))
+            .collect();
+        Tensor::write_safetensors(&cpu, &temporary)?;
+        std::fs::rename(&temporary, path).map_err(|error| Error::io("write", path, error))
+    }
+}
+
+/// Reads a checkpoint written by [`Network::save`].
+pub fn read_checkpoint(path: &Path, device: Device) -> Result<HashMap<String, Tensor>> {
+    let tensors = Tensor::read_safetensors(path).map_err(|error| {
+        Error::data(path, format!("cannot read checkpoint: {error}"))
+    })?;
+    Ok(tensors
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.to_device(device)))
+        .collect())
+}
+
+impl Network {
+    /// Runs the blocks in evaluation mode without gradient and returns the feature maps
+    /// after each block in `indices` (block positions, in increasing order).
+    pub fn features_at(&self, x: &Tensor, indices: &[usize]) -> Vec<Tensor> {
+        tch::no_grad(|| {
+            let mut outputs = Vec::new();
+            let mut x = x.shallow_clone();
+            for (index, block) in self.blocks.iter().enumerate() {
+                if outputs.len() == indices.len() {
+                    break;
+                }
+                x = block.forward(&x, false);
+                if indices.contains(&index) {
+                    outputs.push(x.shallow_clone());
+                }
+            }
+            outputs
+        })
+    }
+}
+
+/// Sum of every variable of `store` (parameters and batch-norm buffers), by name. Two equal
+/// maps before and after a stage show that the stage changed nothing in the store.
+pub fn checksums(store: &nn::VarStore) -> std::collections::BTreeMap<String, f64> {
+    store
+        .variables()
+        .into_iter()
+        .map(|(name, tensor)| {
+            let sum = tensor.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[]);
+            (name, sum)
+        })
+        .collect()
+}

@@ -1,0 +1,325 @@
+//! One run of a spec: its folder, the pretext stage, the evaluation stages, and the
+//! results (`metrics.json` and the table printed at the end).
+//!
+//! Run folder layout:
+//!
+//! ```text
+//! <runs>/<experiment>/<timestamp>_<label>/
+//!     spec.resolved.toml  run.log  metrics.json
+//!     pretext/events.out.tfevents.*  pretext/checkpoint.safetensors
+//!     <eval>/<pretrained|random_init|supervised>[/<block>]/events.out.tfevents.*, checkpoint
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::Device;
+
+use crate::data::{self, augment::Augmenter};
+use crate::error::{Error, Result};
+use crate::eval::{self, EvalContext, EvalResult};
+use crate::logging::{self, progress::ProgressMode};
+use crate::models::{read_checkpoint, Head, Network, NetworkConfig};
+use crate::registry;
+use crate::spec::{LoadedSpec, Spec};
+use crate::train::objectives::ImageObjective;
+use crate::train::{fit, Stage, StageSummary};
+
+/// Where a run reads data and writes its folder.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Folder that relative `data.root` paths are resolved against.
+    pub data_dir: PathBuf,
+    /// Folder under which `<experiment>/<timestamp>_<label>/` is created.
+    pub runs_dir: PathBuf,
+    pub progress: ProgressMode,
+}
+
+/// Everything a finished run reports; written as `metrics.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub experiment: String,
+    pub run_dir: PathBuf,
+    pub device: String,
+    pub threads: i32,
+    pub data_seconds: f64,
+    pub pretext: StageSummary,
+    pub evaluations: Vec<EvalResult>,
+    pub wall_seconds: f64,
+}
+
+/// Creates the run folder, runs every stage and writes `metrics.json`.
+///
+/// On failure the folder keeps what was written so far (resolved spec, `run.log`, event
+/// files and checkpoints of finished epochs), and the error is also logged to `run.log`.
+pub fn execute(loaded: &LoadedSpec, options: &RunOptions) -> Result<RunReport> {
+    let spec = &loaded.spec;
+    let run_dir = create_run_dir(loaded, &options.runs_dir)?;
+    logging::attach_run_log(&run_dir.join("run.log"))?;
+    let result = execute_in(spec, &run_dir, options);
+    if let Err(error) = &result {
+        logging::write_run_log_line(&format!("ERROR run failed: {error}"));
+    }
+    logging::detach_run_log();
+    result
+}
+
+fn execute_in(spec: &Spec, run_dir: &Path, options: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    tracing::info!("run folder {}", run_dir.display());
+    let device = select_device(&spec.device.kind)?;
+    if spec.device.threads > 0 {
+        tch::set_num_threads(spec.device.threads as i32);
+    }
+    let threads = tch::get_num_threads();
+    tracing::info!("device {device:?}, {threads} libtorch threads");
+    tch::manual_seed(spec.experiment.seed as i64);
+
+    let data_started = Instant::now();
+    let splits = data::load(&spec.data, &options.data_dir, spec.experiment.seed)?;
+    let data_seconds = data_started.elapsed().as_secs_f64();
+    tracing::info!(
+        "data: {} training and {} test images of shape {:?}, {} classes, decoded in {data_seconds:.1} s",
+        splits.train.len(),
+        splits.test.len(),
+        splits.train.image_shape(),
+        splits.train.classes.len()
+    );
+    let (mean, std) = splits.train.channel_stats();
+    let augmenter = Augmenter::new(&spec.data.augment, &mean, &std, device);
+
+    let pretext = run_pretext(spec, run_dir, &splits, &augmenter, device, options.progress)?;
+    let pretrained = read_checkpoint(&run_dir.join("pretext").join("checkpoint.safetensors"), device)?;
+
+    let context = EvalContext {
+        spec,
+        run_dir,
+        splits: &splits,
+        augmenter: &augmenter,
+        device,
+        progress: options.progress,
+        pretrained: &pretrained,
+        supervised_done: RefCell::new(HashMap::new()),
+    };
+    let mut evaluations = Vec::new();
+    for index in 0..spec.eval.len() {
+        evaluations.extend(eval::run_eval(&context, index)?);
+    }
+
+    let report = RunReport {
+        experiment: spec.experiment.name.clone(),
+        run_dir: run_dir.to_path_buf(),
+        device: format!("{device:?}"),
+        threads,
+        data_seconds,
+        pretext,
+        evaluations,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    };
+    write_metrics(run_dir, &report)?;
+    tracing::info!("finished in {:.1} s", report.wall_seconds);
+    Ok(report)
+}
+
+fn run_pretext(
+    spec: &Spec,
+    run_dir: &Path,
+    splits: &data::Splits,
+    augmenter: &Augmenter,
+    device: Device,
+    progress: ProgressMode,
+) -> Result<StageSummary> {
+    let builder = registry::PRETEXTS
+        .get(&spec.pretext.kind)
+        .expect("pretext names are checked when the spec is loaded");
+    let task = (builder.build)(&spec.pretext);
+    let [_, height, width] = splits.train.image_shape();
+    let quarter_turns = spec.pretext.angles.iter().any(|angle| angle % 180 != 0);
+    if quarter_turns && height != width {
+        return Err(Error::data(
+            &spec.data.root,
+            format!(
+                "rotations by 90 or 270 degrees need square images, found {height}x{width}; \
+                 set `data.image_size` or use `pretext.angles = [0, 180]`"
+            ),
+        ));
+    }
+    tch::manual_seed(spec.experiment.seed as i64);
+    let config = NetworkConfig {
+        model: &spec.model,
+        in_channels: splits.train.image_shape()[0],
+        frozen_count: 0,
+        depth: spec.model.blocks.len(),
+        device,
+    };
+    let classes = task.classes();
+    let network = Network::new(&config, |path, channels| Head::global_pool_linear(path, channels, classes));
+    let mut objective = ImageObjective {
+        network: &network,
+        train: &splits.train,
+        test: &splits.test,
+        augmenter,
+        pretext: Some(task.as_ref()),
+        device,
+    };
+    let stage = Stage {
+        name: "pretext".into(),
+        dir: run_dir.join("pretext"),
+        train: &spec.train,
+        lr_key: "train.lr".into(),
+        progress,
+        device,
+    };
+    fit(&stage, &network.trainable_store, &mut objective)
+}
+
+/// Resolves `auto`, `cpu`, `cuda` and `cuda:N`.
+pub fn select_device(kind: &str) -> Result<Device> {
+    let unavailable = |reason: &str| Error::Device {
+        requested: kind.into(),
+        reason: reason.into(),
+    };
+    match kind {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        "cuda" => Err(unavailable("libtorch finds no CUDA device; use `device.kind = \"cpu\"`")),
+        other => {
+            let index: usize = other
+                .strip_prefix("cuda:")
+                .and_then(|index| index.parse().ok())
+                .ok_or_else(|| unavailable("expected auto, cpu, cuda or cuda:N"))?;
+            if index < tch::Cuda::device_count() as usize {
+                Ok(Device::Cuda(index))
+            } else {
+                Err(unavailable("no CUDA device with that index"))
+            }
+        }
+    }
+}
+
+/// Creates `<runs>/<experiment>/<timestamp>_<label>/` and writes the resolved spec into it.
+fn create_run_dir(loaded: &LoadedSpec, runs_dir: &Path) -> Result<PathBuf> {
+    let spec = &loaded.spec;
+    let timestamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let label = run_label(&loaded.overrides);
+    let parent = runs_dir.join(&spec.experiment.name);
+    let mut run_dir = parent.join(format!("{timestamp}_{label}"));
+    let mut suffix = 1;
+    while run_dir.exists() {
+        suffix += 1;
+        run_dir = parent.join(format!("{timestamp}_{label}_{suffix}"));
+    }
+    std::fs::create_dir_all(&run_dir).map_err(|error| {
+        Error::io("create run folder (set `--runs-dir` to a writable folder)", &run_dir, error)
+    })?;
+    let resolved = resolved_spec_text(loaded);
+    let path = run_dir.join("spec.resolved.toml");
+    std::fs::write(&path, resolved).map_err(|error| Error::io("write", &path, error))?;
+    Ok(run_dir)
+}
+
+/// The complete spec as TOML, headed by the layers it came from.
+pub fn resolved_spec_text(loaded: &LoadedSpec) -> String {
+    let mut text = String::from("# Resolved spec: every key with the value this run used.\n");
+    for file in &loaded.files {
+        text.push_str(&format!("# spec file: {}\n", file.display()));
+    }
+    for flag in &loaded.overrides {
+        text.push_str(&format!("# override: {flag}\n"));
+    }
+    let mut spec = loaded.spec.clone();
+    spec.extends = None;
+    text.push_str(&toml::to_string_pretty(&spec).unwrap_or_else(|error| format!("# not serialisable: {error}\n")));
+    text
+}
+
+/// Folder label: the overrides in order, each as its last key segment and value
+/// (`lr=0.05,epochs=1`), or `default`. Characters other than letters, digits and `=.,_-`
+/// become `_`, and the label is cut to 80 characters.
+fn run_label(overrides: &[String]) -> String {
+    if overrides.is_empty() {
+        return "default".into();
+    }
+    let parts: Vec<&str> = overrides
+        .iter()
+        .map(|flag| {
+            let (key, _) = flag.split_once('=').unwrap_or((flag, ""));
+            let last_dot = key.rfind('.').map_or(0, |i| i + 1);
+            &flag[last_dot..]
+        })
+        .collect();
+    let label: String = parts
+        .join(",")
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() || "=.,_-".contains(ch) { ch } else { '_' })
+        .take(80)
+        .collect();
+    label.trim_end_matches(',').to_string()
+}
+
+fn write_metrics(run_dir: &Path, report: &RunReport) -> Result<()> {
+    let path = run_dir.join("metrics.json");
+    let temporary = run_dir.join("metrics.json.tmp");
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|error| Error::data(&path, format!("cannot encode metrics: {error}")))?;
+    std::fs::write(&temporary, text).map_err(|error| Error::io("write", &temporary, error))?;
+    std::fs::rename(&temporary, &path).map_err(|error| Error::io("write", &path, error))
+}
+
+/// Formats the results as a table: one row per protocol, block and labels per class, with
+/// the pretrained accuracy and each baseline beside it.
+pub fn results_table(report: &RunReport) -> String {
+    let mut inits: Vec<String> = Vec::new();
+    let mut rows: Vec<(String, String, usize)> = Vec::new();
+    let mut cells: HashMap<(String, String, usize, String), f64> = HashMap::new();
+    for result in &report.evaluations {
+        let row = (result.eval.clone(), result.block.clone(), result.labels_per_class);
+        if !rows.contains(&row) {
+            rows.push(row.clone());
+        }
+        if !inits.contains(&result.init) {
+            inits.push(result.init.clone());
+        }
+        cells.insert((row.0, row.1, row.2, result.init.clone()), result.test_accuracy);
+    }
+    let mut header = vec!["protocol".to_string(), "block".into(), "labels/class".into()];
+    header.extend(inits.iter().cloned());
+    let mut lines = vec![header];
+    for (eval, block, labels) in &rows {
+        let mut line = vec![
+            eval.clone(),
+            block.clone(),
+            if *labels == 0 { "all".into() } else { labels.to_string() },
+        ];
+        for init in &inits {
+            let cell = cells
+                .get(&(eval.clone(), block.clone(), *labels, init.clone()))
+                .map_or("-".into(), |accuracy| format!("{:.2} %", 100.0 * accuracy));
+            line.push(cell);
+        }
+        lines.push(line);
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|column| lines.iter().map(|line| line[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut table = String::new();
+    for (index, line) in lines.iter().enumerate() {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        table.push_str(cells.join("  ").trim_end());
+        table.push('\n');
+        if index == 0 {
+            let rule: Vec<String> = widths.iter().map(|width| "-".repeat(*width)).collect();
+            table.push_str(&rule.join("  "));
+            table.push('\n');
+        }
+    }
+    table
+}

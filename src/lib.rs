@@ -5,6 +5,7 @@
 //! baselines) through the shared training loop in [`train`], with components built from
 //! the tables in [`registry`] and records written by [`logging`].
 
+pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;

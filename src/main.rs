@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use runner::bench::BenchMode;
 use runner::logging::{self, progress::ProgressMode};
 use runner::run::{execute, results_table, RunOptions};
 use runner::spec::{load, LoadOptions};
@@ -36,6 +37,27 @@ enum Command {
     Validate(SpecArgs),
     /// List every component kind with its components.
     List,
+    /// Time a spec's pretext stage and print one JSON line (used by scripts/bench).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// What to time.
+    #[arg(long, value_enum)]
+    mode: BenchMode,
+    /// Untimed steps before timing starts.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Folder that relative `data.root` paths are resolved against [env: RUNNER_DATA_DIR;
+    /// default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -73,6 +95,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Validate(args)) => validate(args),
         Some(Command::Run(args)) => run(args),
+        Some(Command::Bench(args)) => bench(args),
         None if cli.run.spec.spec.is_some() => run(cli.run),
         None => {
             eprintln!("error: no spec given\n\nUsage: runner SPEC [--set KEY=VALUE]... | runner validate SPEC | runner list");
@@ -124,10 +147,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let from_env = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let run_options = RunOptions {
-        data_dir: args
-            .data_dir
-            .or_else(|| from_env("RUNNER_DATA_DIR"))
-            .unwrap_or_else(|| PathBuf::from("data")),
+        data_dir: data_dir(args.data_dir),
         runs_dir: args
             .runs_dir
             .or_else(|| from_env("RUNNER_RUNS_DIR"))
@@ -136,14 +156,19 @@ fn run(args: RunArgs) -> ExitCode {
     };
     match execute(&loaded, &run_options) {
         Ok(report) => {
-            println!("\nResults of {} (test accuracy)\n", report.run_dir.display());
-            print!("{}", results_table(&report));
             println!(
-                "\npretext: {:.2} % rotation accuracy on test, {:.0} images/s; total {:.1} s",
-                100.0 * report.pretext.test_accuracy,
-                report.pretext.images_per_second,
-                report.wall_seconds
+                "\nResults of {} (test accuracy)\n",
+                report.run_dir.display()
             );
+            print!("{}", results_table(&report));
+            if let Some(pretext) = &report.pretext {
+                println!(
+                    "\npretext: {:.2} % test accuracy on the pretext task, {:.0} images/s",
+                    100.0 * pretext.test_accuracy,
+                    pretext.images_per_second,
+                );
+            }
+            println!("total: {:.1} s", report.wall_seconds);
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -156,10 +181,45 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// Resolves the data directory: the flag, else `RUNNER_DATA_DIR`, else `./data`.
+fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("RUNNER_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    logging::init("warn");
+    let Some(options) = load_options(&args.spec) else {
+        return ExitCode::from(2);
+    };
+    let loaded = match load(&options) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = data_dir(args.data_dir);
+    match runner::bench::bench(&loaded.spec, &data_dir, args.mode, args.warmup, args.steps) {
+        Ok(result) => {
+            println!("{}", serde_json::to_string(&result).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn list() {
     for (kind, entries) in runner::registry::catalogue() {
         println!("{kind}:");
-        let width = entries.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        let width = entries
+            .iter()
+            .map(|(name, _)| name.len())
+            .max()
+            .unwrap_or(0);
         for (name, doc) in entries {
             println!("  {name:<width$}  {doc}");
         }

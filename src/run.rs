@@ -28,7 +28,7 @@ use crate::spec::{LoadedSpec, Spec};
 use crate::train::objectives::ImageObjective;
 use crate::train::{fit, Stage, StageSummary};
 
-/// Where a run reads data and writes its folder.
+/// Data and output folders of a run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Folder that relative `data.root` paths are resolved against.
@@ -46,7 +46,8 @@ pub struct RunReport {
     pub device: String,
     pub threads: i32,
     pub data_seconds: f64,
-    pub pretext: StageSummary,
+    /// The pretext stage, absent when `pretext.checkpoint` named an earlier one.
+    pub pretext: Option<StageSummary>,
     pub evaluations: Vec<EvalResult>,
     pub wall_seconds: f64,
 }
@@ -91,8 +92,21 @@ fn execute_in(spec: &Spec, run_dir: &Path, options: &RunOptions) -> Result<RunRe
     let (mean, std) = splits.train.channel_stats();
     let augmenter = Augmenter::new(&spec.data.augment, &mean, &std, device);
 
-    let pretext = run_pretext(spec, run_dir, &splits, &augmenter, device, options.progress)?;
-    let pretrained = read_checkpoint(&run_dir.join("pretext").join("checkpoint.safetensors"), device)?;
+    let (pretext, checkpoint) = match &spec.pretext.checkpoint {
+        Some(path) => {
+            tracing::info!("pretext stage skipped: evaluating checkpoint {path}");
+            (None, PathBuf::from(path))
+        }
+        None => {
+            let summary =
+                run_pretext(spec, run_dir, &splits, &augmenter, device, options.progress)?;
+            (
+                Some(summary),
+                run_dir.join("pretext").join("checkpoint.safetensors"),
+            )
+        }
+    };
+    let pretrained = read_checkpoint(&checkpoint, device)?;
 
     let context = EvalContext {
         spec,
@@ -156,7 +170,9 @@ fn run_pretext(
         device,
     };
     let classes = task.classes();
-    let network = Network::new(&config, |path, channels| Head::global_pool_linear(path, channels, classes));
+    let network = Network::new(&config, |path, channels| {
+        Head::global_pool_linear(path, channels, classes)
+    });
     let mut objective = ImageObjective {
         network: &network,
         train: &splits.train,
@@ -186,7 +202,9 @@ pub fn select_device(kind: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "auto" => Ok(Device::cuda_if_available()),
         "cuda" if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        "cuda" => Err(unavailable("libtorch finds no CUDA device; use `device.kind = \"cpu\"`")),
+        "cuda" => Err(unavailable(
+            "libtorch finds no CUDA device; use `device.kind = \"cpu\"`",
+        )),
         other => {
             let index: usize = other
                 .strip_prefix("cuda:")
@@ -214,7 +232,11 @@ fn create_run_dir(loaded: &LoadedSpec, runs_dir: &Path) -> Result<PathBuf> {
         run_dir = parent.join(format!("{timestamp}_{label}_{suffix}"));
     }
     std::fs::create_dir_all(&run_dir).map_err(|error| {
-        Error::io("create run folder (set `--runs-dir` to a writable folder)", &run_dir, error)
+        Error::io(
+            "create run folder (set `--runs-dir` to a writable folder)",
+            &run_dir,
+            error,
+        )
     })?;
     let resolved = resolved_spec_text(loaded);
     let path = run_dir.join("spec.resolved.toml");
@@ -222,7 +244,7 @@ fn create_run_dir(loaded: &LoadedSpec, runs_dir: &Path) -> Result<PathBuf> {
     Ok(run_dir)
 }
 
-/// The complete spec as TOML, headed by the layers it came from.
+/// Formats the complete spec as TOML, headed by the layers it came from.
 pub fn resolved_spec_text(loaded: &LoadedSpec) -> String {
     let mut text = String::from("# Resolved spec: every key with the value this run used.\n");
     for file in &loaded.files {
@@ -233,7 +255,10 @@ pub fn resolved_spec_text(loaded: &LoadedSpec) -> String {
     }
     let mut spec = loaded.spec.clone();
     spec.extends = None;
-    text.push_str(&toml::to_string_pretty(&spec).unwrap_or_else(|error| format!("# not serialisable: {error}\n")));
+    text.push_str(
+        &toml::to_string_pretty(&spec)
+            .unwrap_or_else(|error| format!("# not serialisable: {error}\n")),
+    );
     text
 }
 
@@ -255,7 +280,13 @@ fn run_label(overrides: &[String]) -> String {
     let label: String = parts
         .join(",")
         .chars()
-        .map(|ch| if ch.is_ascii_alphanumeric() || "=.,_-".contains(ch) { ch } else { '_' })
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || "=.,_-".contains(ch) {
+                ch
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     label.trim_end_matches(',').to_string()
@@ -277,23 +308,38 @@ pub fn results_table(report: &RunReport) -> String {
     let mut rows: Vec<(String, String, usize)> = Vec::new();
     let mut cells: HashMap<(String, String, usize, String), f64> = HashMap::new();
     for result in &report.evaluations {
-        let row = (result.eval.clone(), result.block.clone(), result.labels_per_class);
+        let row = (
+            result.eval.clone(),
+            result.block.clone(),
+            result.labels_per_class,
+        );
         if !rows.contains(&row) {
             rows.push(row.clone());
         }
         if !inits.contains(&result.init) {
             inits.push(result.init.clone());
         }
-        cells.insert((row.0, row.1, row.2, result.init.clone()), result.test_accuracy);
+        cells.insert(
+            (row.0, row.1, row.2, result.init.clone()),
+            result.test_accuracy,
+        );
     }
-    let mut header = vec!["protocol".to_string(), "block".into(), "labels/class".into()];
+    let mut header = vec![
+        "protocol".to_string(),
+        "block".into(),
+        "labels/class".into(),
+    ];
     header.extend(inits.iter().cloned());
     let mut lines = vec![header];
     for (eval, block, labels) in &rows {
         let mut line = vec![
             eval.clone(),
             block.clone(),
-            if *labels == 0 { "all".into() } else { labels.to_string() },
+            if *labels == 0 {
+                "all".into()
+            } else {
+                labels.to_string()
+            },
         ];
         for init in &inits {
             let cell = cells
@@ -304,7 +350,13 @@ pub fn results_table(report: &RunReport) -> String {
         lines.push(line);
     }
     let widths: Vec<usize> = (0..lines[0].len())
-        .map(|column| lines.iter().map(|line| line[column].len()).max().unwrap_or(0))
+        .map(|column| {
+            lines
+                .iter()
+                .map(|line| line[column].len())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut table = String::new();
     for (index, line) in lines.iter().enumerate() {

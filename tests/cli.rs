@@ -14,7 +14,7 @@ fn write_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// The only run folder under `runs/<experiment>/`.
+/// Returns the only run folder under `runs/<experiment>/`.
 fn single_run_dir(runs: &Path, experiment: &str) -> PathBuf {
     let entries: Vec<PathBuf> = std::fs::read_dir(runs.join(experiment))
         .unwrap()
@@ -31,13 +31,21 @@ fn read_events(run_dir: &Path) -> Value {
         .arg(run_dir)
         .output()
         .expect("python with tensorboard starts");
-    assert!(output.status.success(), "read_events.py failed: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "read_events.py failed: {}",
+        stderr(&output)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
 fn steps(events: &Value, stage: &str, tag: &str) -> Vec<i64> {
     let series = &events[stage]["scalars"][tag];
-    assert!(series.is_array(), "stage {stage} has no scalar tag {tag}: {}", events[stage]);
+    assert!(
+        series.is_array(),
+        "stage {stage} has no scalar tag {tag}: {}",
+        events[stage]
+    );
     series
         .as_array()
         .unwrap()
@@ -52,12 +60,21 @@ fn check_stage(events: &Value, stage: &str, steps_total: i64, epochs: i64) {
     for tag in ["train/loss", "train/accuracy", "train/lr"] {
         assert_eq!(steps(events, stage, tag), per_step, "{stage} {tag}");
     }
-    for tag in ["epoch/train_loss", "epoch/train_accuracy", "epoch/images_per_second"] {
+    for tag in [
+        "epoch/train_loss",
+        "epoch/train_accuracy",
+        "epoch/images_per_second",
+        "epoch/lr",
+    ] {
         assert_eq!(steps(events, stage, tag), per_epoch, "{stage} {tag}");
     }
-    assert_eq!(steps(events, stage, "epoch/test_accuracy"), vec![epochs], "{stage}");
+    assert_eq!(
+        steps(events, stage, "epoch/test_accuracy"),
+        vec![epochs],
+        "{stage}"
+    );
     let scalar_tags = events[stage]["scalars"].as_object().unwrap().len();
-    assert_eq!(scalar_tags, 7, "{stage}: {}", events[stage]["scalars"]);
+    assert_eq!(scalar_tags, 8, "{stage}: {}", events[stage]["scalars"]);
 }
 
 #[test]
@@ -67,18 +84,37 @@ fn tiny_run_writes_events_and_metrics() {
     let runs = work.path().join("runs");
     let output = runner(
         work.path(),
-        &[spec.to_str().unwrap(), "--data-dir", data_dir().to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()],
+        &[
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data_dir().to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ],
     );
-    assert!(output.status.success(), "runner failed: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "runner failed: {}",
+        stderr(&output)
+    );
     let table = stdout(&output);
-    for row in ["linear_probe     conv1", "linear_probe     conv3", "frozen_finetune  conv2"] {
+    for row in [
+        "linear_probe     conv1",
+        "linear_probe     conv3",
+        "frozen_finetune  conv2",
+    ] {
         assert!(table.contains(row), "results table lacks `{row}`:\n{table}");
     }
     assert!(table.contains("random_init"), "{table}");
     assert!(table.contains("supervised"), "{table}");
 
     let run_dir = single_run_dir(&runs, "tiny");
-    for file in ["spec.resolved.toml", "run.log", "metrics.json", "pretext/checkpoint.safetensors"] {
+    for file in [
+        "spec.resolved.toml",
+        "run.log",
+        "metrics.json",
+        "pretext/checkpoint.safetensors",
+    ] {
         assert!(run_dir.join(file).is_file(), "missing {file}");
     }
     let log = std::fs::read_to_string(run_dir.join("run.log")).unwrap();
@@ -102,11 +138,18 @@ fn tiny_run_writes_events_and_metrics() {
     // 320 images in batches of 64: 5 steps.
     check_stage(&events, "pretext", 5, 1);
     // 320 features in batches of 100: 3 steps per epoch, 2 epochs.
-    for stage in ["linear_probe/pretrained/conv1", "linear_probe/random_init/conv3"] {
+    for stage in [
+        "linear_probe/pretrained/conv1",
+        "linear_probe/random_init/conv3",
+    ] {
         check_stage(&events, stage, 6, 2);
     }
     // 10 classes x 10 labels in batches of 50: 2 steps.
-    for stage in ["frozen_finetune/pretrained", "frozen_finetune/random_init", "frozen_finetune/supervised"] {
+    for stage in [
+        "frozen_finetune/pretrained",
+        "frozen_finetune/random_init",
+        "frozen_finetune/supervised",
+    ] {
         check_stage(&events, stage, 2, 1);
     }
     let images = &events["pretext"]["images"]["inputs/rows_rotated_by_0_90_180_270_degrees"];
@@ -114,14 +157,17 @@ fn tiny_run_writes_events_and_metrics() {
     assert_eq!(images, &serde_json::json!([[0, 288, 144]]));
 
     let metrics: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("metrics.json")).unwrap())
+            .unwrap();
     let evaluations = metrics["evaluations"].as_array().unwrap();
     assert_eq!(evaluations.len(), 7);
     let mut inits: BTreeMap<String, usize> = BTreeMap::new();
     for row in evaluations {
         let accuracy = row["test_accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&accuracy), "{row}");
-        *inits.entry(row["init"].as_str().unwrap().to_string()).or_default() += 1;
+        *inits
+            .entry(row["init"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(inits["pretrained"], 3);
     assert_eq!(inits["random_init"], 3);
@@ -144,7 +190,10 @@ fn nan_loss_fails_and_keeps_earlier_runs() {
         args
     };
     let first_args = args(&["--set", "eval=[]"]);
-    let first = runner(work.path(), &first_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = runner(
+        work.path(),
+        &first_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert!(first.status.success(), "{}", stderr(&first));
     let earlier = single_run_dir(&runs, "tiny");
     let snapshot = |dir: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
@@ -152,13 +201,21 @@ fn nan_loss_fails_and_keeps_earlier_runs() {
             .into_iter()
             .map(|entry| entry.unwrap())
             .filter(|entry| entry.file_type().is_file())
-            .map(|entry| (entry.path().to_path_buf(), std::fs::read(entry.path()).unwrap()))
+            .map(|entry| {
+                (
+                    entry.path().to_path_buf(),
+                    std::fs::read(entry.path()).unwrap(),
+                )
+            })
             .collect()
     };
     let before = snapshot(&earlier);
 
     let nan_args = args(&["--set", "train.lr=1e30", "--set", "train.nesterov=false"]);
-    let output = runner(work.path(), &nan_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let output = runner(
+        work.path(),
+        &nan_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let message = stderr(&output);
     assert!(message.contains("stage `pretext`: loss is"), "{message}");
@@ -176,7 +233,10 @@ fn nan_loss_fails_and_keeps_earlier_runs() {
     let log = std::fs::read_to_string(failed[0].join("run.log")).unwrap();
     assert!(log.contains("run failed"), "{log}");
     let events = read_events(&failed[0]);
-    assert!(events["pretext"]["images"].is_object(), "event file of failed stage unreadable");
+    assert!(
+        events["pretext"]["images"].is_object(),
+        "event file of failed stage unreadable"
+    );
 }
 
 #[test]
@@ -210,7 +270,10 @@ fn bad_inputs_exit_with_clear_errors() {
             spec: base.replace("protocol = \"linear_probe\"", "protocol = \"linear_prob\""),
             extra: vec![],
             code: 2,
-            expected: vec!["unknown eval protocol `linear_prob`", "did you mean `linear_probe`?"],
+            expected: vec![
+                "unknown eval protocol `linear_prob`",
+                "did you mean `linear_probe`?",
+            ],
         },
         Case {
             name: "negative lr and zero batch",
@@ -224,12 +287,19 @@ fn bad_inputs_exit_with_clear_errors() {
             spec: base.replace("root = \"cifar10-jpg\"", "root = \"no-such-folder\""),
             extra: vec![],
             code: 1,
-            expected: vec!["no-such-folder", "data set folder not found", "RUNNER_DATA_DIR"],
+            expected: vec![
+                "no-such-folder",
+                "data set folder not found",
+                "RUNNER_DATA_DIR",
+            ],
         },
         Case {
             name: "unwritable run folder",
             spec: base.clone(),
-            extra: vec!["--runs-dir".into(), blocker.join("runs").to_str().unwrap().into()],
+            extra: vec![
+                "--runs-dir".into(),
+                blocker.join("runs").to_str().unwrap().into(),
+            ],
             code: 1,
             expected: vec!["cannot create run folder", "not_a_folder"],
         },
@@ -243,9 +313,18 @@ fn bad_inputs_exit_with_clear_errors() {
         args.extend(case.extra.iter().map(String::as_str));
         let output = runner(work.path(), &args);
         let message = stderr(&output);
-        assert_eq!(output.status.code(), Some(case.code), "{}: {message}", case.name);
+        assert_eq!(
+            output.status.code(),
+            Some(case.code),
+            "{}: {message}",
+            case.name
+        );
         for text in case.expected {
-            assert!(message.contains(text), "{}: `{text}` not in:\n{message}", case.name);
+            assert!(
+                message.contains(text),
+                "{}: `{text}` not in:\n{message}",
+                case.name
+            );
         }
         assert!(!message.contains("panicked"), "{}: {message}", case.name);
     }
@@ -261,7 +340,11 @@ fn corrupt_jpeg_is_named() {
             std::fs::create_dir_all(&folder).unwrap();
             for index in 0..4 {
                 let name = format!("{index:04}.jpg");
-                std::fs::copy(source.join(split).join(class).join(&name), folder.join(&name)).unwrap();
+                std::fs::copy(
+                    source.join(split).join(class).join(&name),
+                    folder.join(&name),
+                )
+                .unwrap();
             }
         }
     }
@@ -270,10 +353,16 @@ fn corrupt_jpeg_is_named() {
     std::fs::write(&broken, &bytes[..bytes.len() / 3]).unwrap();
     let spec = tiny_spec(0, 0)
         .replace("kind = \"cifar10_folder\"", "kind = \"image_folder\"")
-        .replace("root = \"cifar10-jpg\"", &format!("root = {:?}", work.path().join("tree")));
+        .replace(
+            "root = \"cifar10-jpg\"",
+            &format!("root = {:?}", work.path().join("tree")),
+        );
     let spec = write_spec(work.path(), "spec.toml", &spec);
     let runs = work.path().join("runs");
-    let output = runner(work.path(), &[spec.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()]);
+    let output = runner(
+        work.path(),
+        &[spec.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()],
+    );
     let message = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{message}");
     assert!(message.contains("train/dog/0002.jpg"), "{message}");
@@ -298,7 +387,10 @@ fn truncated_mnist_is_reported() {
         .replace("root = \"cifar10-jpg\"", &format!("root = {folder:?}"));
     let spec = write_spec(work.path(), "spec.toml", &spec);
     let runs = work.path().join("runs");
-    let output = runner(work.path(), &[spec.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()]);
+    let output = runner(
+        work.path(),
+        &[spec.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()],
+    );
     let message = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{message}");
     assert!(message.contains("t10k-images-idx3-ubyte.gz"), "{message}");
@@ -308,7 +400,10 @@ fn truncated_mnist_is_reported() {
 #[test]
 fn validate_and_list_shipped_specs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for spec in ["experiments/rotation_ssl.toml", "experiments/rotnet_nin_cifar10.toml"] {
+    for spec in [
+        "experiments/rotation_ssl.toml",
+        "experiments/rotnet_nin_cifar10.toml",
+    ] {
         let output = runner(root, &["validate", spec]);
         assert!(output.status.success(), "{spec}: {}", stderr(&output));
         assert!(stdout(&output).contains("[experiment]"), "{spec}");
@@ -316,7 +411,16 @@ fn validate_and_list_shipped_specs() {
     let output = runner(root, &["list"]);
     assert!(output.status.success());
     let listing = stdout(&output);
-    for name in ["cifar10_bin", "cifar10_folder", "mnist", "image_folder", "rotation", "linear_probe", "frozen_finetune", "cosine"] {
+    for name in [
+        "cifar10_bin",
+        "cifar10_folder",
+        "mnist",
+        "image_folder",
+        "rotation",
+        "linear_probe",
+        "frozen_finetune",
+        "cosine",
+    ] {
         assert!(listing.contains(name), "`runner list` lacks {name}");
     }
 }

@@ -30,7 +30,8 @@ fn cifar10_folder_counts_and_histograms() {
     // CIFAR-10's training-set channel means are about 0.49, 0.48, 0.45.
     for (channel, expected) in [0.491, 0.482, 0.447].iter().enumerate() {
         assert!((mean[channel] - expected).abs() < 0.01, "mean {mean:?}");
-        assert!(std[channel] > 0.2 && std[channel] < 0.3, "std {std:?}");
+        assert!(std[channel] > 0.2, "std {std:?}");
+        assert!(std[channel] < 0.3, "std {std:?}");
     }
 }
 
@@ -61,7 +62,10 @@ fn image_folder_limit_and_subsets() {
     assert_eq!(splits.train.classes.len(), 10);
 
     let again = load(&data, &data_dir(), 3).unwrap();
-    assert!(splits.train.images.equal(&again.train.images), "same seed, same subset");
+    assert!(
+        splits.train.images.equal(&again.train.images),
+        "same seed, same subset"
+    );
 
     let labelled = splits.train.labelled_subset(5, 1);
     assert_eq!(labelled.class_counts(), vec![5; 10]);
@@ -72,8 +76,13 @@ fn image_folder_limit_and_subsets() {
 #[test]
 fn missing_root_names_paths_and_fix() {
     let data = spec("cifar10_bin", "cifar-10-batches-bin");
-    let error = load(&data, Path::new("/nonexistent/data"), 0).unwrap_err().to_string();
-    assert!(error.contains("/nonexistent/data/cifar-10-batches-bin"), "{error}");
+    let error = load(&data, Path::new("/nonexistent/data"), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("/nonexistent/data/cifar-10-batches-bin"),
+        "{error}"
+    );
     assert!(error.contains("RUNNER_DATA_DIR"), "{error}");
     assert!(error.contains("cifar-10-binary.tar.gz"), "{error}");
 }
@@ -97,7 +106,10 @@ fn cifar10_bin_reads_records() {
     let splits = load(&data, request_root, 0).unwrap();
     assert_eq!(splits.train.len(), 10);
     assert_eq!(splits.test.len(), 1);
-    assert_eq!(splits.train.class_counts(), vec![5, 1, 1, 1, 1, 1, 0, 0, 0, 0]);
+    assert_eq!(
+        splits.train.class_counts(),
+        vec![5, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+    );
     assert_eq!(splits.test.images.int64_value(&[0, 2, 31, 31]), 200);
     let _ = ReadRequest {
         root: request_root,

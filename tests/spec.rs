@@ -10,11 +10,18 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn load_with(path: &Path, overrides: &[&str], env: &[(&str, &str)]) -> Result<LoadedSpec, SpecErrors> {
+fn load_with(
+    path: &Path,
+    overrides: &[&str],
+    env: &[(&str, &str)],
+) -> Result<LoadedSpec, SpecErrors> {
     load(&LoadOptions {
         spec_path: path.to_path_buf(),
         overrides: overrides.iter().map(|s| s.to_string()).collect(),
-        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     })
 }
 
@@ -44,9 +51,18 @@ fn valid_specs_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cases: Vec<(&str, PathBuf)> = vec![
         ("inline", write(dir.path(), "valid.toml", VALID)),
-        ("empty file uses defaults", write(dir.path(), "empty.toml", "")),
-        ("default experiment", root.join("experiments/rotation_ssl.toml")),
-        ("rotnet experiment", root.join("experiments/rotnet_nin_cifar10.toml")),
+        (
+            "empty file uses defaults",
+            write(dir.path(), "empty.toml", ""),
+        ),
+        (
+            "default experiment",
+            root.join("experiments/rotation_ssl.toml"),
+        ),
+        (
+            "rotnet experiment",
+            root.join("experiments/rotnet_nin_cifar10.toml"),
+        ),
     ];
     for (name, path) in cases {
         let loaded = load_with(&path, &[], &[]);
@@ -54,7 +70,10 @@ fn valid_specs_load() {
     }
     let loaded = load_with(&dir.path().join("valid.toml"), &[], &[]).unwrap();
     assert_eq!(loaded.spec.train.lr, 0.05);
-    assert_eq!(loaded.spec.train.batch_size, 128, "default fills unset keys");
+    assert_eq!(
+        loaded.spec.train.batch_size, 128,
+        "default fills unset keys"
+    );
     assert_eq!(loaded.spec.eval[1].train.epochs, 2);
     assert_eq!(loaded.spec.eval[1].labels_per_class, 100);
     assert_eq!(loaded.spec.model.blocks.len(), 3);
@@ -148,7 +167,10 @@ fn invalid_specs_report_located_errors() {
             Err(errors) => errors.to_string(),
         };
         for fragment in fragments {
-            assert!(report.contains(fragment), "{name}: `{fragment}` not in:\n{report}");
+            assert!(
+                report.contains(fragment),
+                "{name}: `{fragment}` not in:\n{report}"
+            );
         }
     }
 }
@@ -160,7 +182,13 @@ fn all_errors_reported_in_one_pass() {
     let path = write(dir.path(), "many.toml", text);
     let errors = load_with(&path, &[], &[]).unwrap_err();
     let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
-    for key in ["train.batch_sise", "train.momentum", "model.blockz", "train.lr", "pretext.kind"] {
+    for key in [
+        "train.batch_sise",
+        "train.momentum",
+        "model.blockz",
+        "train.lr",
+        "pretext.kind",
+    ] {
         assert!(keys.contains(&key), "{key} not reported; got {keys:?}");
     }
     assert_eq!(errors.errors.len(), 5, "{errors}");
@@ -171,7 +199,11 @@ fn all_errors_reported_in_one_pass() {
 fn extends_chain_merges_base_first() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("bases")).unwrap();
-    write(dir.path(), "bases/base.toml", "[train]\nlr = 0.3\nepochs = 7\n[experiment]\nname = \"base\"\n");
+    write(
+        dir.path(),
+        "bases/base.toml",
+        "[train]\nlr = 0.3\nepochs = 7\n[experiment]\nname = \"base\"\n",
+    );
     let child = write(
         dir.path(),
         "child.toml",
@@ -186,11 +218,16 @@ fn extends_chain_merges_base_first() {
     write(dir.path(), "bases/bad.toml", "[train]\nlr = 0\n");
     let child = write(dir.path(), "child2.toml", "extends = \"bases/bad.toml\"\n");
     let report = load_with(&child, &[], &[]).unwrap_err().to_string();
-    assert!(report.contains("bad.toml:2"), "error located in the base file:\n{report}");
+    assert!(
+        report.contains("bad.toml:2"),
+        "error located in the base file:\n{report}"
+    );
 
     write(dir.path(), "a.toml", "extends = \"b.toml\"\n");
     write(dir.path(), "b.toml", "extends = \"a.toml\"\n");
-    let report = load_with(&dir.path().join("a.toml"), &[], &[]).unwrap_err().to_string();
+    let report = load_with(&dir.path().join("a.toml"), &[], &[])
+        .unwrap_err()
+        .to_string();
     assert!(report.contains("cycle"), "{report}");
 
     let child = write(dir.path(), "child3.toml", "extends = \"missing.toml\"\n");
@@ -211,18 +248,45 @@ fn env_and_set_override_in_order() {
     ];
     let loaded = load_with(&path, &["train.epochs=5", "eval.1.train.epochs=6"], &env).unwrap();
     assert_eq!(loaded.spec.train.lr, 0.2, "environment overrides the file");
-    assert_eq!(loaded.spec.train.epochs, 5, "--set overrides the environment");
+    assert_eq!(
+        loaded.spec.train.epochs, 5,
+        "--set overrides the environment"
+    );
     assert_eq!(loaded.spec.eval[1].train.epochs, 6, "--set indexes arrays");
-    assert_eq!(loaded.spec.eval[1].labels_per_class, 100, "other element keys kept");
+    assert_eq!(
+        loaded.spec.eval[1].labels_per_class, 100,
+        "other element keys kept"
+    );
     assert_eq!(loaded.spec.eval.len(), 2);
 
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<&str>)> = vec![
-        (vec!["train.lr=-3"], vec![], vec!["command line `--set train.lr=-3`", "positive learning rate"]),
-        (vec![], vec![("RUNNER_TRAIN__LR", "abc")], vec!["environment variable RUNNER_TRAIN__LR", "`train.lr`"]),
-        (vec!["train.lrate=1"], vec![], vec!["`train.lrate`", "did you mean `lr`?"]),
-        (vec!["eval.5.train.epochs=1"], vec![], vec!["index 5 is out of range: the array has 2 entries"]),
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["train.lr=-3"],
+            vec![],
+            vec!["command line `--set train.lr=-3`", "positive learning rate"],
+        ),
+        (
+            vec![],
+            vec![("RUNNER_TRAIN__LR", "abc")],
+            vec!["environment variable RUNNER_TRAIN__LR", "`train.lr`"],
+        ),
+        (
+            vec!["train.lrate=1"],
+            vec![],
+            vec!["`train.lrate`", "did you mean `lr`?"],
+        ),
+        (
+            vec!["eval.5.train.epochs=1"],
+            vec![],
+            vec!["index 5 is out of range: the array has 2 entries"],
+        ),
         (vec!["train"], vec![], vec!["missing `=`"]),
-        (vec!["eval.1.train.epochs=6", "eval.0.blocks=[\"conv7\"]"], vec![], vec!["unknown block `conv7`"]),
+        (
+            vec!["eval.1.train.epochs=6", "eval.0.blocks=[\"conv7\"]"],
+            vec![],
+            vec!["unknown block `conv7`"],
+        ),
     ];
     for (overrides, env, fragments) in cases {
         let report = match load_with(&path, &overrides, &env) {
@@ -230,7 +294,10 @@ fn env_and_set_override_in_order() {
             Err(errors) => errors.to_string(),
         };
         for fragment in fragments {
-            assert!(report.contains(fragment), "{overrides:?}: `{fragment}` not in:\n{report}");
+            assert!(
+                report.contains(fragment),
+                "{overrides:?}: `{fragment}` not in:\n{report}"
+            );
         }
     }
 }
@@ -238,9 +305,14 @@ fn env_and_set_override_in_order() {
 #[test]
 fn error_in_untouched_array_element_points_at_file() {
     let dir = tempfile::tempdir().unwrap();
-    let text = VALID.replace("labels_per_class = 100", "labels_per_class = 100\nbaselines = [\"randominit\"]");
+    let text = VALID.replace(
+        "labels_per_class = 100",
+        "labels_per_class = 100\nbaselines = [\"randominit\"]",
+    );
     let path = write(dir.path(), "spec.toml", &text);
-    let report = load_with(&path, &["eval.0.pool=2"], &[]).unwrap_err().to_string();
+    let report = load_with(&path, &["eval.0.pool=2"], &[])
+        .unwrap_err()
+        .to_string();
     assert!(report.contains("spec.toml:17"), "{report}");
     assert!(report.contains("did you mean `random_init`?"), "{report}");
 }

@@ -31,8 +31,12 @@ impl Augmenter {
         Self {
             padding: spec.crop_padding,
             flip: spec.horizontal_flip,
-            mean: Tensor::from_slice(&mean).view([1, channels, 1, 1]).to_device(device),
-            std: Tensor::from_slice(&std).view([1, channels, 1, 1]).to_device(device),
+            mean: Tensor::from_slice(&mean)
+                .view([1, channels, 1, 1])
+                .to_device(device),
+            std: Tensor::from_slice(&std)
+                .view([1, channels, 1, 1])
+                .to_device(device),
             device,
         }
     }
@@ -126,7 +130,10 @@ mod tests {
         // subset of the source image's pixels, and at least a 6x6 core is non-padding.
         for i in 0..4 {
             let nonzero = out.get(i).ne(0).sum(Kind::Int64).int64_value(&[]);
-            assert!(nonzero >= 3 * 6 * 6, "image {i}: only {nonzero} non-padding pixels");
+            assert!(
+                nonzero >= 3 * 6 * 6,
+                "image {i}: only {nonzero} non-padding pixels"
+            );
         }
     }
 
@@ -134,7 +141,9 @@ mod tests {
     fn flip_mirrors_columns() {
         // With no padding and flip forced on by trying seeds, a flipped image equals the
         // source with its columns reversed.
-        let images = Tensor::arange(16, (Kind::Int64, Device::Cpu)).to_kind(Kind::Uint8).view([1, 1, 4, 4]);
+        let images = Tensor::arange(16, (Kind::Int64, Device::Cpu))
+            .to_kind(Kind::Uint8)
+            .view([1, 1, 4, 4]);
         let augmenter = Augmenter::new(&spec(0, true), &[0.0], &[1.0], Device::Cpu);
         let mirrored = images.flip([3]);
         let mut saw_flip = false;

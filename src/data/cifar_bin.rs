@@ -14,7 +14,9 @@ const RECORD_BYTES: usize = 1 + 3 * 32 * 32;
 pub fn read_cifar10_bin(request: &ReadRequest, split: &str, limit: usize) -> Result<ImageSet> {
     let folder = batches_folder(request.root);
     let files: Vec<PathBuf> = match split {
-        "train" => (1..=5).map(|i| folder.join(format!("data_batch_{i}.bin"))).collect(),
+        "train" => (1..=5)
+            .map(|i| folder.join(format!("data_batch_{i}.bin")))
+            .collect(),
         "test" => vec![folder.join("test_batch.bin")],
         other => {
             return Err(Error::data(
@@ -25,9 +27,8 @@ pub fn read_cifar10_bin(request: &ReadRequest, split: &str, limit: usize) -> Res
     };
     let mut bytes = Vec::new();
     for file in &files {
-        let content = std::fs::read(file).map_err(|error| {
-            Error::data(file, format!("cannot read CIFAR-10 batch: {error}"))
-        })?;
+        let content = std::fs::read(file)
+            .map_err(|error| Error::data(file, format!("cannot read CIFAR-10 batch: {error}")))?;
         bytes.extend(parse_records(file, &content)?);
     }
     let count = bytes.len() / RECORD_BYTES;
@@ -54,7 +55,7 @@ fn batches_folder(root: &Path) -> PathBuf {
 
 /// Checks that `content` is whole records with labels 0 to 9 and returns it.
 pub fn parse_records<'a>(file: &Path, content: &'a [u8]) -> Result<&'a [u8]> {
-    if content.is_empty() || content.len() % RECORD_BYTES != 0 {
+    if content.is_empty() || !content.len().is_multiple_of(RECORD_BYTES) {
         return Err(Error::data(
             file,
             format!(
@@ -84,13 +85,18 @@ mod tests {
     fn parse_records_accepts_whole_records() {
         let mut content = vec![3u8; RECORD_BYTES * 2];
         content[RECORD_BYTES] = 9;
-        assert_eq!(parse_records(Path::new("x.bin"), &content).unwrap().len(), 2 * RECORD_BYTES);
+        assert_eq!(
+            parse_records(Path::new("x.bin"), &content).unwrap().len(),
+            2 * RECORD_BYTES
+        );
     }
 
     #[test]
     fn parse_records_rejects_truncated_file() {
         let content = vec![0u8; RECORD_BYTES + 100];
-        let error = parse_records(Path::new("x.bin"), &content).unwrap_err().to_string();
+        let error = parse_records(Path::new("x.bin"), &content)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("truncated"), "{error}");
         assert!(error.contains("x.bin"), "{error}");
     }
@@ -99,7 +105,9 @@ mod tests {
     fn parse_records_rejects_bad_label() {
         let mut content = vec![0u8; RECORD_BYTES];
         content[0] = 10;
-        let error = parse_records(Path::new("x.bin"), &content).unwrap_err().to_string();
+        let error = parse_records(Path::new("x.bin"), &content)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("label 10"), "{error}");
     }
 }

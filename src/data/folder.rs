@@ -54,7 +54,10 @@ pub fn read_cifar10_folder(request: &ReadRequest, split: &str, limit: usize) -> 
     if set.image_shape() != [3, 32, 32] {
         return Err(Error::data(
             &split_dir,
-            format!("expected 32x32 RGB images, found shape {:?}", set.image_shape()),
+            format!(
+                "expected 32x32 RGB images, found shape {:?}",
+                set.image_shape()
+            ),
         ));
     }
     Ok(set)
@@ -113,13 +116,20 @@ fn read_classes(
     let chosen = choose_subset(files.len(), limit, request.seed);
     let files: Vec<(PathBuf, i64)> = chosen.into_iter().map(|i| files[i].clone()).collect();
 
-    let decode = || files.par_iter().map(|(path, _)| decode_image(path, size)).collect::<Vec<_>>();
+    let decode = || {
+        files
+            .par_iter()
+            .map(|(path, _)| decode_image(path, size))
+            .collect::<Vec<_>>()
+    };
     let decoded = match request.spec.decode_threads {
         0 => decode(),
         threads => rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
-            .map_err(|error| Error::data(split_dir, format!("cannot start decoder threads: {error}")))?
+            .map_err(|error| {
+                Error::data(split_dir, format!("cannot start decoder threads: {error}"))
+            })?
             .install(decode),
     };
 
@@ -146,7 +156,12 @@ fn read_classes(
     }
     let (width, height) = shape.unwrap_or((0, 0));
     let labels = files.iter().map(|(_, label)| *label).collect();
-    Ok(image_set_from_bytes(pixels, labels, [3, height as i64, width as i64], classes))
+    Ok(image_set_from_bytes(
+        pixels,
+        labels,
+        [3, height as i64, width as i64],
+        classes,
+    ))
 }
 
 fn has_image_extension(path: &Path) -> bool {
@@ -157,7 +172,10 @@ fn has_image_extension(path: &Path) -> bool {
 
 fn decode_image(path: &Path, size: Option<u32>) -> Result<image::RgbImage> {
     let image = image::open(path).map_err(|error| {
-        Error::data(path, format!("cannot decode image: {error}; replace or remove the file"))
+        Error::data(
+            path,
+            format!("cannot decode image: {error}; replace or remove the file"),
+        )
     })?;
     let image = match size {
         Some(side) => image.resize_exact(side, side, image::imageops::FilterType::Triangle),

@@ -33,7 +33,12 @@ pub fn read_mnist(request: &ReadRequest, split: &str, limit: usize) -> Result<Im
     if dims[0] != label_dims[0] {
         return Err(Error::data(
             &labels_path,
-            format!("{} labels for {} images in {}", label_dims[0], dims[0], images_path.display()),
+            format!(
+                "{} labels for {} images in {}",
+                label_dims[0],
+                dims[0],
+                images_path.display()
+            ),
         ));
     }
     if let Some(bad) = labels.iter().position(|&label| label > 9) {
@@ -52,7 +57,12 @@ pub fn read_mnist(request: &ReadRequest, split: &str, limit: usize) -> Result<Im
         kept_labels.push(labels[i] as i64);
     }
     let classes = (0..10).map(|digit| digit.to_string()).collect();
-    Ok(image_set_from_bytes(kept_pixels, kept_labels, [1, height as i64, width as i64], classes))
+    Ok(image_set_from_bytes(
+        kept_pixels,
+        kept_labels,
+        [1, height as i64, width as i64],
+        classes,
+    ))
 }
 
 fn find_file(root: &Path, stem: &str) -> Result<PathBuf> {
@@ -77,14 +87,19 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     flate2::read::GzDecoder::new(raw.as_slice())
         .read_to_end(&mut bytes)
         .map_err(|error| {
-            Error::data(path, format!("cannot decompress: {error}; the file is truncated or corrupt"))
+            Error::data(
+                path,
+                format!("cannot decompress: {error}; the file is truncated or corrupt"),
+            )
         })?;
     Ok(bytes)
 }
 
 /// Parses an IDX file of unsigned bytes: returns its dimensions and its data.
 pub fn parse_idx<'a>(path: &Path, bytes: &'a [u8], magic: u32) -> Result<(Vec<usize>, &'a [u8])> {
-    let header_magic = bytes.get(0..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let header_magic = bytes
+        .get(0..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     if header_magic != Some(magic) {
         return Err(Error::data(
             path,
@@ -139,14 +154,18 @@ mod tests {
     #[test]
     fn parse_idx_rejects_truncated_data() {
         let bytes = idx(&[2, 2, 3], &[7; 11]);
-        let error = parse_idx(Path::new("a"), &bytes, IMAGES_MAGIC).unwrap_err().to_string();
+        let error = parse_idx(Path::new("a"), &bytes, IMAGES_MAGIC)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("truncated"), "{error}");
     }
 
     #[test]
     fn parse_idx_rejects_wrong_magic() {
         let bytes = idx(&[2], &[1, 2]);
-        let error = parse_idx(Path::new("a"), &bytes, IMAGES_MAGIC).unwrap_err().to_string();
+        let error = parse_idx(Path::new("a"), &bytes, IMAGES_MAGIC)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("magic"), "{error}");
     }
 }

@@ -47,7 +47,9 @@ impl ImageSet {
 
     /// Number of images per class, indexed by label.
     pub fn class_counts(&self) -> Vec<i64> {
-        let counts = self.labels.bincount::<Tensor>(None, self.classes.len() as i64);
+        let counts = self
+            .labels
+            .bincount::<Tensor>(None, self.classes.len() as i64);
         Vec::<i64>::try_from(&counts).unwrap_or_default()
     }
 
@@ -99,7 +101,8 @@ impl ImageSet {
             .reshape([channels, -1])
             .to_kind(Kind::Float)
             / 255.0;
-        let mean = Vec::<f64>::try_from(pixels.mean_dim(1, false, Kind::Double)).unwrap_or_default();
+        let mean =
+            Vec::<f64>::try_from(pixels.mean_dim(1, false, Kind::Double)).unwrap_or_default();
         let std = Vec::<f64>::try_from(pixels.std_dim(1, false, false).to_kind(Kind::Double))
             .unwrap_or_default();
         (mean, std)

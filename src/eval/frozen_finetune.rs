@@ -1,6 +1,7 @@
 //! `frozen_finetune`: keep the blocks up to `frozen_until` frozen, re-initialise the blocks
-//! after it (up to `retrain_until`, dropping the rest), and train them with a linear classifier on the labelled images (the
-//! semi-supervised protocol of the RotNet paper, Gidaris et al., ICLR 2018).
+//! after it up to `retrain_until` (dropping the rest), and train them with a linear
+//! classifier on the labelled images. This is the semi-supervised protocol of Gidaris et
+//! al., "Unsupervised Representation Learning by Predicting Image Rotations" (ICLR 2018).
 
 use super::{ensure_unchanged, EvalContext, EvalResult, Init};
 use crate::error::Result;

@@ -18,7 +18,13 @@ pub const DEFAULT_POOL: i64 = 4;
 /// Probes every block that evaluation `index` names (all blocks by default).
 pub fn run(ctx: &EvalContext, index: usize, init: Init) -> Result<Vec<EvalResult>> {
     let eval = &ctx.spec.eval[index];
-    let all_blocks: Vec<String> = ctx.spec.model.blocks.iter().map(|b| b.name.clone()).collect();
+    let all_blocks: Vec<String> = ctx
+        .spec
+        .model
+        .blocks
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
     let names = eval.blocks.clone().unwrap_or(all_blocks);
     let mut indices: Vec<usize> = names.iter().map(|name| ctx.block_index(name)).collect();
     indices.sort_unstable();
@@ -34,9 +40,14 @@ pub fn run(ctx: &EvalContext, index: usize, init: Init) -> Result<Vec<EvalResult
         depth,
         device: ctx.device,
     };
-    let mut network = Network::new(&config, |path, channels| Head::global_pool_linear(path, channels, 1));
+    let mut network = Network::new(&config, |path, channels| {
+        Head::global_pool_linear(path, channels, 1)
+    });
     if init == Init::Pretrained {
-        let frozen: Vec<&str> = ctx.spec.model.blocks[..depth].iter().map(|b| b.name.as_str()).collect();
+        let frozen: Vec<&str> = ctx.spec.model.blocks[..depth]
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
         network.load_blocks(ctx.pretrained, &frozen)?;
     }
     let before = checksums(&network.frozen_store);
@@ -45,25 +56,28 @@ pub fn run(ctx: &EvalContext, index: usize, init: Init) -> Result<Vec<EvalResult
         .splits
         .train
         .labelled_subset(eval.labels_per_class, ctx.spec.experiment.seed);
-    let train_features = pooled_features(&network, &labelled, ctx.augmenter, &indices, pool);
-    let test_features = pooled_features(&network, &ctx.splits.test, ctx.augmenter, &indices, pool);
     let train_labels = labelled.labels.to_device(ctx.device);
     let test_labels = ctx.splits.test.labels.to_device(ctx.device);
 
+    // One block's features at a time, so that peak memory holds one feature matrix
+    // (50,000 x 2,048 floats is 400 MB) instead of all of them.
     let mut results = Vec::new();
-    for (position, &block_index) in indices.iter().enumerate() {
+    for &block_index in &indices {
         let block = &ctx.spec.model.blocks[block_index].name;
+        let train_features = pooled_features(&network, &labelled, ctx.augmenter, block_index, pool);
+        let test_features =
+            pooled_features(&network, &ctx.splits.test, ctx.augmenter, block_index, pool);
         tch::manual_seed(ctx.spec.experiment.seed as i64);
         let store = nn::VarStore::new(ctx.device);
-        let features = train_features[position].size()[1];
+        let features = train_features.size()[1];
         let channels = features / (pool * pool);
         let head = Head::probe(&(store.root() / "probe"), channels, pool, ctx.classes());
         let mut objective = FeatureObjective {
             head: &head,
             store: &store,
-            train_features: &train_features[position],
+            train_features: &train_features,
             train_labels: &train_labels,
-            test_features: &test_features[position],
+            test_features: &test_features,
             test_labels: &test_labels,
         };
         let stage = ctx.stage(eval, index, &[init.name(), block]);
@@ -83,28 +97,28 @@ pub fn run(ctx: &EvalContext, index: usize, init: Init) -> Result<Vec<EvalResult
     Ok(results)
 }
 
-/// Pooled features `[images, channels * pool * pool]` of every block in `indices`.
+/// Pooled features `[images, channels * pool * pool]` of block `block_index`.
 fn pooled_features(
     network: &Network,
     set: &ImageSet,
     augmenter: &Augmenter,
-    indices: &[usize],
+    block_index: usize,
     pool: i64,
-) -> Vec<Tensor> {
-    let mut per_block: Vec<Vec<Tensor>> = indices.iter().map(|_| Vec::new()).collect();
+) -> Tensor {
+    let mut parts = Vec::new();
     let mut start = 0i64;
     let count = set.len() as i64;
     while start < count {
         let length = (EVAL_BATCH as i64).min(count - start);
         let inputs = augmenter.eval(&set.images.narrow(0, start, length));
-        for (slot, features) in network.features_at(&inputs, indices).into_iter().enumerate() {
+        for features in network.features_at(&inputs, &[block_index]) {
             let pooled = features
                 .adaptive_avg_pool2d([pool, pool])
                 .flatten(1, -1)
                 .to_kind(Kind::Float);
-            per_block[slot].push(pooled);
+            parts.push(pooled);
         }
         start += length;
     }
-    per_block.into_iter().map(|parts| Tensor::cat(&parts, 0)).collect()
+    Tensor::cat(&parts, 0)
 }

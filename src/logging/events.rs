@@ -66,14 +66,26 @@ impl EventWriter {
     /// # Shapes
     ///
     /// `pixels`: interleaved RGB bytes of `[height, width, 3]`.
-    pub fn image(&mut self, tag: &str, pixels: Vec<u8>, height: u32, width: u32, step: i64) -> Result<()> {
+    pub fn image(
+        &mut self,
+        tag: &str,
+        pixels: Vec<u8>,
+        height: u32,
+        width: u32,
+        step: i64,
+    ) -> Result<()> {
         let image = image::RgbImage::from_raw(width, height, pixels).ok_or_else(|| {
-            Error::data(&self.path, format!("image `{tag}` has fewer bytes than {height}x{width}x3"))
+            Error::data(
+                &self.path,
+                format!("image `{tag}` has fewer bytes than {height}x{width}x3"),
+            )
         })?;
         let mut png = Vec::new();
         image
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .map_err(|error| Error::data(&self.path, format!("cannot encode image `{tag}`: {error}")))?;
+            .map_err(|error| {
+                Error::data(&self.path, format!("cannot encode image `{tag}`: {error}"))
+            })?;
         let mut encoded = Summary_Image::new();
         encoded.set_height(height as i32);
         encoded.set_width(width as i32);

@@ -35,7 +35,10 @@ pub fn init(level: &str) {
         .with_target(false)
         .with_filter(EnvFilter::new("info"));
     // A second call (as in tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init();
 }
 
 /// Sends `info` and above to `path` from now on, until [`detach_run_log`].

@@ -68,7 +68,11 @@ impl EpochProgress {
             }
             None if done >= self.next_line && done < self.steps => {
                 self.next_line += self.steps.div_ceil(4).max(1);
-                tracing::info!("{}: step {done}/{}, loss {loss:.4}, {rate:.0} images/s", self.label, self.steps);
+                tracing::info!(
+                    "{}: step {done}/{}, loss {loss:.4}, {rate:.0} images/s",
+                    self.label,
+                    self.steps
+                );
             }
             None => {}
         }

@@ -13,7 +13,13 @@ pub fn conv_block(path: &nn::Path, in_channels: i64, spec: &BlockSpec) -> Vec<Co
 /// `nin` (network in network): the first convolution uses the block's kernel size and the
 /// following ones are 1x1, as in the blocks of the RotNet paper's NIN model.
 pub fn nin_block(path: &nn::Path, in_channels: i64, spec: &BlockSpec) -> Vec<ConvLayer> {
-    layers(path, in_channels, spec, |index| if index == 0 { spec.kernel } else { 1 })
+    layers(path, in_channels, spec, |index| {
+        if index == 0 {
+            spec.kernel
+        } else {
+            1
+        }
+    })
 }
 
 fn layers(
@@ -26,7 +32,13 @@ fn layers(
     let mut layers = Vec::new();
     for (index, &out) in spec.channels.iter().enumerate() {
         let layer_path = path / format!("layer{index}");
-        layers.push(ConvLayer::new(&layer_path, channels, out, kernel(index), spec.batch_norm));
+        layers.push(ConvLayer::new(
+            &layer_path,
+            channels,
+            out,
+            kernel(index),
+            spec.batch_norm,
+        ));
         channels = out;
     }
     layers
@@ -34,12 +46,25 @@ fn layers(
 
 pub fn max_pool(x: &Tensor, spec: &BlockSpec) -> Tensor {
     let (kernel, stride, padding) = (spec.pool_kernel, spec.pool_stride, spec.pool_padding);
-    x.max_pool2d([kernel, kernel], [stride, stride], [padding, padding], [1, 1], false)
+    x.max_pool2d(
+        [kernel, kernel],
+        [stride, stride],
+        [padding, padding],
+        [1, 1],
+        false,
+    )
 }
 
 pub fn avg_pool(x: &Tensor, spec: &BlockSpec) -> Tensor {
     let (kernel, stride, padding) = (spec.pool_kernel, spec.pool_stride, spec.pool_padding);
-    x.avg_pool2d([kernel, kernel], [stride, stride], [padding, padding], false, true, None)
+    x.avg_pool2d(
+        [kernel, kernel],
+        [stride, stride],
+        [padding, padding],
+        false,
+        true,
+        None,
+    )
 }
 
 pub fn no_pool(x: &Tensor, _spec: &BlockSpec) -> Tensor {

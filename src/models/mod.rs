@@ -1,9 +1,8 @@
 //! The backbone (named blocks of convolutions) and the heads put on top of it.
 //!
-//! A [`Network`] keeps frozen blocks and trainable parts in two separate var stores: the
-//! optimiser is built from the trainable store only, and the frozen store is run in
-//! evaluation mode under `no_grad`, so frozen weights and batch-norm statistics cannot
-//! change. Variable names follow the spec (`backbone.conv2.layer0.conv.weight`), so a
+//! A [`Network`] keeps frozen blocks and trainable parts in two separate var stores. The
+//! optimiser is built from the trainable store only, and the frozen store runs in evaluation
+//! mode under `no_grad`, so frozen weights and batch-norm statistics cannot change. Variable names follow the spec (`backbone.conv2.layer0.conv.weight`), so a
 //! checkpoint of one stage loads into another by name.
 
 pub mod blocks;
@@ -26,7 +25,13 @@ pub struct ConvLayer {
 }
 
 impl ConvLayer {
-    pub fn new(path: &nn::Path, in_channels: i64, out_channels: i64, kernel: i64, batch_norm: bool) -> Self {
+    pub fn new(
+        path: &nn::Path,
+        in_channels: i64,
+        out_channels: i64,
+        kernel: i64,
+        batch_norm: bool,
+    ) -> Self {
         let config = nn::ConvConfig {
             padding: kernel / 2,
             bias: !batch_norm,
@@ -91,13 +96,13 @@ pub fn build_block(path: &nn::Path, in_channels: i64, spec: &BlockSpec) -> Block
     }
 }
 
-/// What sits on top of the backbone.
+/// Layers on top of the backbone.
 #[derive(Debug)]
 pub enum Head {
     /// Global average pooling and a linear layer.
     GlobalPoolLinear(nn::Linear),
     /// Adaptive average pooling to `pool x pool`, flattening, batch norm without affine
-    /// parameters (so the probe sees standardised features), and a linear layer.
+    /// parameters (so the probe receives standardised features), and a linear layer.
     Probe {
         pool: i64,
         norm: nn::BatchNorm,
@@ -107,7 +112,12 @@ pub enum Head {
 
 impl Head {
     pub fn global_pool_linear(path: &nn::Path, in_features: i64, classes: i64) -> Self {
-        Head::GlobalPoolLinear(nn::linear(path / "linear", in_features, classes, Default::default()))
+        Head::GlobalPoolLinear(nn::linear(
+            path / "linear",
+            in_features,
+            classes,
+            Default::default(),
+        ))
     }
 
     pub fn probe(path: &nn::Path, channels: i64, pool: i64, classes: i64) -> Self {
@@ -180,7 +190,11 @@ impl Network {
             } else {
                 &trainable_store
             };
-            let block = build_block(&(store.root() / "backbone" / spec.name.as_str()), channels, spec);
+            let block = build_block(
+                &(store.root() / "backbone" / spec.name.as_str()),
+                channels,
+                spec,
+            );
             channels = block.out_channels;
             blocks.push(block);
         }
@@ -223,7 +237,11 @@ impl Network {
 
     /// Copies the variables whose names start with `backbone.<block>.` for each block in
     /// `blocks` from `checkpoint` into whichever store holds them.
-    pub fn load_blocks(&mut self, checkpoint: &HashMap<String, Tensor>, blocks: &[&str]) -> Result<()> {
+    pub fn load_blocks(
+        &mut self,
+        checkpoint: &HashMap<String, Tensor>,
+        blocks: &[&str],
+    ) -> Result<()> {
         let mut copied = 0;
         for store in [&self.frozen_store, &self.trainable_store] {
             for (name, mut variable) in store.variables() {
@@ -234,7 +252,10 @@ impl Network {
                     continue;
                 }
                 let source = checkpoint.get(&name).ok_or_else(|| {
-                    Error::data(Path::new(&name), "variable missing from the pretrained checkpoint")
+                    Error::data(
+                        Path::new(&name),
+                        "variable missing from the pretrained checkpoint",
+                    )
                 })?;
                 tch::no_grad(|| variable.copy_(source));
                 copied += 1;
@@ -244,7 +265,7 @@ impl Network {
         Ok(())
     }
 
-    /// Every variable of both stores, by name.
+    /// Collects every variable of both stores, sorted by name.
     pub fn named_variables(&self) -> Vec<(String, Tensor)> {
         let mut variables: Vec<(String, Tensor)> = self
             .frozen_store
@@ -272,9 +293,8 @@ impl Network {
 
 /// Reads a checkpoint written by [`Network::save`].
 pub fn read_checkpoint(path: &Path, device: Device) -> Result<HashMap<String, Tensor>> {
-    let tensors = Tensor::read_safetensors(path).map_err(|error| {
-        Error::data(path, format!("cannot read checkpoint: {error}"))
-    })?;
+    let tensors = Tensor::read_safetensors(path)
+        .map_err(|error| Error::data(path, format!("cannot read checkpoint: {error}")))?;
     Ok(tensors
         .into_iter()
         .map(|(name, tensor)| (name, tensor.to_device(device)))
@@ -309,7 +329,11 @@ pub fn checksums(store: &nn::VarStore) -> std::collections::BTreeMap<String, f64
         .variables()
         .into_iter()
         .map(|(name, tensor)| {
-            let sum = tensor.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[]);
+            let sum = tensor
+                .to_kind(Kind::Double)
+                .abs()
+                .sum(Kind::Double)
+                .double_value(&[]);
             (name, sum)
         })
         .collect()

@@ -88,7 +88,10 @@ mod tests {
         let x = Tensor::arange(2 * 4, (Kind::Int64, Device::Cpu)).view([2, 1, 2, 2]);
         let (rotated, targets) = rotate_batch(&x, &[0, 90, 180, 270]);
         assert_eq!(rotated.size(), vec![8, 1, 2, 2]);
-        assert_eq!(Vec::<i64>::try_from(&targets).unwrap(), vec![0, 0, 1, 1, 2, 2, 3, 3]);
+        assert_eq!(
+            Vec::<i64>::try_from(&targets).unwrap(),
+            vec![0, 0, 1, 1, 2, 2, 3, 3]
+        );
         assert!(rotated.narrow(0, 0, 2).equal(&x));
         // Four quarter turns bring every image back.
         assert!(rotated.narrow(0, 6, 2).rot90(1, [2, 3]).equal(&x));
@@ -100,6 +103,9 @@ mod tests {
         let x = Tensor::zeros([3, 1, 2, 2], (Kind::Float, Device::Cpu));
         let (rotated, targets) = rotate_batch(&x, &[0, 180]);
         assert_eq!(rotated.size(), vec![6, 1, 2, 2]);
-        assert_eq!(Vec::<i64>::try_from(&targets).unwrap(), vec![0, 0, 0, 1, 1, 1]);
+        assert_eq!(
+            Vec::<i64>::try_from(&targets).unwrap(),
+            vec![0, 0, 0, 1, 1, 1]
+        );
     }
 }

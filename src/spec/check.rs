@@ -67,7 +67,10 @@ pub(super) fn check(spec: &Spec) -> Vec<Problem> {
     for (index, eval) in spec.eval.iter().enumerate() {
         check_eval(&mut c, &format!("eval.{index}"), eval, &block_names);
         if !stage_names.insert(eval.stage_name().to_string()) {
-            let message = format!("two evaluations share the stage name `{}`", eval.stage_name());
+            let message = format!(
+                "two evaluations share the stage name `{}`",
+                eval.stage_name()
+            );
             let hint = Some("give one of them a distinct `name`".into());
             c.push(&format!("eval.{index}.name"), message, hint);
         }
@@ -79,34 +82,59 @@ pub(super) fn check(spec: &Spec) -> Vec<Problem> {
 fn check_data(c: &mut Checker, spec: &Spec) {
     let data = &spec.data;
     c.component("data.kind", &registry::DATASETS, &data.kind);
-    c.require(!data.root.is_empty(), "data.root", "expected a folder, found an empty string");
+    c.require(
+        !data.root.is_empty(),
+        "data.root",
+        "expected a folder, found an empty string",
+    );
     c.require(
         data.augment.crop_padding >= 0,
         "data.augment.crop_padding",
-        format!("expected 0 or more pixels, found {}", data.augment.crop_padding),
+        format!(
+            "expected 0 or more pixels, found {}",
+            data.augment.crop_padding
+        ),
     );
 }
 
 /// Checks the backbone and returns its block names in order.
 fn check_model(c: &mut Checker, spec: &Spec) -> Vec<String> {
     let blocks = &spec.model.blocks;
-    c.require(!blocks.is_empty(), "model.blocks", "expected at least one block, found none");
+    c.require(
+        !blocks.is_empty(),
+        "model.blocks",
+        "expected at least one block, found none",
+    );
     let mut names = Vec::new();
     for (index, block) in blocks.iter().enumerate() {
         let at = |key: &str| format!("model.blocks.{index}.{key}");
         let valid_name = !block.name.is_empty()
-            && block.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            && block
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
         c.require(
             valid_name,
             &at("name"),
-            format!("expected a name of letters, digits or `_`, found {:?}", block.name),
+            format!(
+                "expected a name of letters, digits or `_`, found {:?}",
+                block.name
+            ),
         );
         if names.contains(&block.name) {
-            c.push(&at("name"), format!("block name `{}` is used twice", block.name), None);
+            c.push(
+                &at("name"),
+                format!("block name `{}` is used twice", block.name),
+                None,
+            );
         }
         names.push(block.name.clone());
         c.component(&at("kind"), &registry::BLOCKS, &block.kind);
-        c.require(!block.channels.is_empty(), &at("channels"), "expected at least one convolution");
+        c.require(
+            !block.channels.is_empty(),
+            &at("channels"),
+            "expected at least one convolution",
+        );
         for (layer, channels) in block.channels.iter().enumerate() {
             c.require(
                 *channels > 0,
@@ -117,7 +145,10 @@ fn check_model(c: &mut Checker, spec: &Spec) -> Vec<String> {
         c.require(
             block.kernel >= 1 && block.kernel % 2 == 1,
             &at("kernel"),
-            format!("expected an odd kernel size of 1 or more, found {}", block.kernel),
+            format!(
+                "expected an odd kernel size of 1 or more, found {}",
+                block.kernel
+            ),
         );
         c.component(&at("pool"), &registry::POOLS, &block.pool);
         c.require(
@@ -150,7 +181,10 @@ fn check_pretext(c: &mut Checker, spec: &Spec) {
     c.require(
         angles.len() >= 2,
         "pretext.angles",
-        format!("expected at least two angles to classify, found {}", angles.len()),
+        format!(
+            "expected at least two angles to classify, found {}",
+            angles.len()
+        ),
     );
     let mut seen = HashSet::new();
     for (index, angle) in angles.iter().enumerate() {
@@ -183,7 +217,9 @@ fn check_train(c: &mut Checker, prefix: &str, train: &TrainSpec) {
         c.push(
             &at("nesterov"),
             "Nesterov momentum needs a non-zero momentum",
-            Some(format!("set `{prefix}.momentum` above 0 or `{prefix}.nesterov = false`")),
+            Some(format!(
+                "set `{prefix}.momentum` above 0 or `{prefix}.nesterov = false`"
+            )),
         );
     }
     c.require(
@@ -223,7 +259,10 @@ fn check_train(c: &mut Checker, prefix: &str, train: &TrainSpec) {
         format!("expected a factor in (0, 1], found {}", schedule.gamma),
     );
     let increasing = schedule.milestones.windows(2).all(|pair| pair[0] < pair[1]);
-    let in_range = schedule.milestones.iter().all(|&m| m >= 1 && m < train.epochs.max(1));
+    let in_range = schedule
+        .milestones
+        .iter()
+        .all(|&m| m >= 1 && m < train.epochs.max(1));
     c.require(
         increasing && in_range,
         &at("schedule.milestones"),
@@ -261,7 +300,11 @@ fn check_eval(c: &mut Checker, prefix: &str, eval: &EvalSpec, blocks: &[String])
                 known_block(c, &format!("{prefix}.blocks.{index}"), block);
             }
             if let Some(pool) = eval.pool {
-                c.require(pool >= 1, &at("pool"), format!("expected 1 or more, found {pool}"));
+                c.require(
+                    pool >= 1,
+                    &at("pool"),
+                    format!("expected 1 or more, found {pool}"),
+                );
             }
         }
         "frozen_finetune" => {
@@ -274,7 +317,10 @@ fn check_eval(c: &mut Checker, prefix: &str, eval: &EvalSpec, blocks: &[String])
                     "missing: name the last frozen block",
                     Some(format!(
                         "for example `frozen_until = \"{}\"`",
-                        blocks.get(1).or(blocks.first()).map_or("conv2", String::as_str)
+                        blocks
+                            .get(1)
+                            .or(blocks.first())
+                            .map_or("conv2", String::as_str)
                     )),
                 ),
             }
@@ -308,7 +354,9 @@ fn check_eval(c: &mut Checker, prefix: &str, eval: &EvalSpec, blocks: &[String])
 
 fn check_device(c: &mut Checker, spec: &Spec) {
     let kind = spec.device.kind.as_str();
-    let cuda_index = kind.strip_prefix("cuda:").map(|index| index.parse::<usize>().is_ok());
+    let cuda_index = kind
+        .strip_prefix("cuda:")
+        .map(|index| index.parse::<usize>().is_ok());
     let valid = matches!(kind, "auto" | "cpu" | "cuda") || cuda_index == Some(true);
     c.require(
         valid,

@@ -19,7 +19,15 @@ use super::Spec;
 
 /// Top-level sections that `RUNNER_<SECTION>__<KEY>` variables may set. Other `RUNNER_*`
 /// variables (such as `RUNNER_DATA_DIR`) are not spec keys and are left alone.
-pub const SECTIONS: &[&str] = &["experiment", "data", "model", "pretext", "train", "eval", "device"];
+pub const SECTIONS: &[&str] = &[
+    "experiment",
+    "data",
+    "model",
+    "pretext",
+    "train",
+    "eval",
+    "device",
+];
 
 /// Prefix of environment variables that override spec keys.
 pub const ENV_PREFIX: &str = "RUNNER_";
@@ -66,7 +74,10 @@ pub fn load(options: &LoadOptions) -> Result<LoadedSpec, SpecErrors> {
 
     let mut errors = Vec::new();
     let files = read_extends_chain(&options.spec_path, &mut errors);
-    let mut layers: Vec<Layer> = files.iter().map(|(path, dict)| Layer::file(path, dict)).collect();
+    let mut layers: Vec<Layer> = files
+        .iter()
+        .map(|(path, dict)| Layer::file(path, dict))
+        .collect();
     let mut overrides = Vec::new();
     for (name, value) in &options.env {
         if let Some(layer) = env_layer(name, value) {
@@ -115,7 +126,13 @@ pub fn load(options: &LoadOptions) -> Result<LoadedSpec, SpecErrors> {
     };
     let mut root = match figment.data() {
         Ok(mut data) => Value::from(data.remove(&Profile::Default).unwrap_or_default()),
-        Err(error) => return Err(fail(vec![figment_error(&origins, &Value::from(Dict::new()), error)])),
+        Err(error) => {
+            return Err(fail(vec![figment_error(
+                &origins,
+                &Value::from(Dict::new()),
+                error,
+            )]))
+        }
     };
     let spec = extract(&origins, &mut root, &mut errors);
     if let Some(spec) = &spec {
@@ -147,7 +164,12 @@ fn read_extends_chain(spec_path: &Path, errors: &mut Vec<SpecError>) -> Vec<(Pat
     while let Some(path) = next.take() {
         let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
         if !seen.insert(canonical) {
-            errors.push(file_error(&path, None, "`extends` forms a cycle".into(), None));
+            errors.push(file_error(
+                &path,
+                None,
+                "`extends` forms a cycle".into(),
+                None,
+            ));
             break;
         }
         if chain.len() == MAX_EXTENDS_DEPTH {
@@ -181,16 +203,24 @@ fn read_toml_file(path: &Path, errors: &mut Vec<SpecError>) -> Option<Dict> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) => {
-            let hint = (error.kind() == std::io::ErrorKind::NotFound)
-                .then(|| "check the path; `extends` paths are relative to the extending file".into());
-            errors.push(file_error(path, None, format!("cannot read spec file: {error}"), hint));
+            let hint = (error.kind() == std::io::ErrorKind::NotFound).then(|| {
+                "check the path; `extends` paths are relative to the extending file".into()
+            });
+            errors.push(file_error(
+                path,
+                None,
+                format!("cannot read spec file: {error}"),
+                hint,
+            ));
             return None;
         }
     };
     match toml::from_str::<Dict>(&text) {
         Ok(dict) => Some(dict),
         Err(error) => {
-            let line = error.span().map(|span| text[..span.start].matches('\n').count() + 1);
+            let line = error
+                .span()
+                .map(|span| text[..span.start].matches('\n').count() + 1);
             let message = format!("invalid TOML: {}", error.message().trim());
             errors.push(file_error(path, line, message, None));
             None
@@ -198,7 +228,12 @@ fn read_toml_file(path: &Path, errors: &mut Vec<SpecError>) -> Option<Dict> {
     }
 }
 
-fn file_error(path: &Path, line: Option<usize>, message: String, hint: Option<String>) -> SpecError {
+fn file_error(
+    path: &Path,
+    line: Option<usize>,
+    message: String,
+    hint: Option<String>,
+) -> SpecError {
     SpecError {
         origin: Origin::File {
             path: path.to_path_buf(),
@@ -245,7 +280,10 @@ impl Layer {
     }
 
     fn origin(&self) -> Origin {
-        match (self.name.strip_prefix(ENV_LAYER), self.name.strip_prefix(SET_LAYER)) {
+        match (
+            self.name.strip_prefix(ENV_LAYER),
+            self.name.strip_prefix(SET_LAYER),
+        ) {
             (Some(name), _) => Origin::Env(name.into()),
             (_, Some(flag)) => Origin::CommandLine(flag.into()),
             _ => Origin::File {
@@ -292,7 +330,9 @@ fn set_layer(flag: &str) -> Result<Layer, SpecError> {
         origin: Origin::CommandLine(flag.into()),
         key: String::new(),
         message: message.into(),
-        hint: Some("write overrides as `--set section.key=value`, e.g. `--set train.lr=0.05`".into()),
+        hint: Some(
+            "write overrides as `--set section.key=value`, e.g. `--set train.lr=0.05`".into(),
+        ),
     };
     let (key, value) = flag.split_once('=').ok_or_else(|| invalid("missing `=`"))?;
     let path: Vec<String> = key.trim().split('.').map(String::from).collect();
@@ -318,7 +358,9 @@ fn parse_value(text: &str) -> Value {
 }
 
 fn nested_dict(path: &[String], leaf: Value) -> Dict {
-    let (last, parents) = path.split_last().expect("override paths have at least one segment");
+    let (last, parents) = path
+        .split_last()
+        .expect("override paths have at least one segment");
     let mut dict = Dict::new();
     dict.insert(last.clone(), leaf);
     for segment in parents.iter().rev() {
@@ -430,7 +472,7 @@ impl Origins<'_> {
         }
     }
 
-    /// The last spec file that contains the whole key path.
+    /// Finds the last spec file that contains the whole key path.
     fn in_files(&self, path: &[String]) -> Option<Origin> {
         self.files.iter().rev().find_map(|file| {
             let text = std::fs::read_to_string(file).ok()?;
@@ -446,14 +488,20 @@ impl Origins<'_> {
 /// Spec key that environment variable `name` sets (`RUNNER_TRAIN__LR` sets `train.lr`).
 fn env_key(name: &str) -> String {
     let rest = name.strip_prefix(ENV_PREFIX).unwrap_or(name);
-    rest.split("__").map(str::to_lowercase).collect::<Vec<_>>().join(".")
+    rest.split("__")
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Builds the dict that sets `path` to `value`. A numeric segment indexes an array that
 /// earlier layers defined; the array is copied with that element changed, because figment
 /// replaces arrays as a whole.
 fn assignment_dict(figment: &Figment, path: &[String], value: Value) -> Result<Dict, String> {
-    let Some(array_at) = path.iter().position(|segment| segment.parse::<usize>().is_ok()) else {
+    let Some(array_at) = path
+        .iter()
+        .position(|segment| segment.parse::<usize>().is_ok())
+    else {
         return Ok(nested_dict(path, value));
     };
     if array_at == 0 {
@@ -462,8 +510,17 @@ fn assignment_dict(figment: &Figment, path: &[String], value: Value) -> Result<D
     let array_key = path[..array_at].join(".");
     let mut array = match figment.find_value(&array_key) {
         Ok(array @ Value::Array(..)) => array,
-        Ok(other) => return Err(format!("`{array_key}` is {}, not an array", describe(&other))),
-        Err(_) => return Err(format!("`{array_key}` is not set by any earlier layer, so it has no element to change")),
+        Ok(other) => {
+            return Err(format!(
+                "`{array_key}` is {}, not an array",
+                describe(&other)
+            ))
+        }
+        Err(_) => {
+            return Err(format!(
+                "`{array_key}` is not set by any earlier layer, so it has no element to change"
+            ))
+        }
     };
     set_path(&mut array, &path[array_at..], value)?;
     Ok(nested_dict(&path[..array_at], array))
@@ -481,9 +538,9 @@ fn set_path(node: &mut Value, path: &[String], value: Value) -> Result<(), Strin
             let index: usize = first
                 .parse()
                 .map_err(|_| format!("expected an array index, found `{first}`"))?;
-            items
-                .get_mut(index)
-                .ok_or_else(|| format!("index {index} is out of range: the array has {length} entries"))?
+            items.get_mut(index).ok_or_else(|| {
+                format!("index {index} is out of range: the array has {length} entries")
+            })?
         }
         Value::Dict(_, dict) => dict
             .entry(first.clone())

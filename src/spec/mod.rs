@@ -1,9 +1,9 @@
 //! The experiment spec: plain serde structs that mirror the TOML file.
 //!
 //! This is the first step of the pipeline (spec → run → stages). [`load`] reads and merges
-//! the layers (defaults, `extends` chain, the spec file, `RUNNER_*` variables, `--set`
-//! overrides), [`check`] validates values and component names against the registry, and
-//! both report every problem of a spec in one [`SpecErrors`] with file, line and key path.
+//! the layers: defaults, the `extends` chain, the spec file, `RUNNER_*` variables and `--set`
+//! overrides. `check` then validates values and component names against the registry.
+//! Both report every problem of a spec in one [`SpecErrors`] with file, line and key path.
 //! Nothing here touches libtorch.
 
 mod check;
@@ -190,6 +190,10 @@ pub struct PretextSpec {
     /// Rotation angles in degrees, each a multiple of 90; the label of an image is the index
     /// of its angle in this list.
     pub angles: Vec<i64>,
+    /// Checkpoint of an earlier pretext stage (`<run>/pretext/checkpoint.safetensors`) to
+    /// evaluate instead of training a new one; the pretext stage is then skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 impl Default for PretextSpec {
@@ -197,6 +201,7 @@ impl Default for PretextSpec {
         Self {
             kind: "rotation".into(),
             angles: vec![0, 90, 180, 270],
+            checkpoint: None,
         }
     }
 }
@@ -276,8 +281,8 @@ pub struct EvalSpec {
     /// `linear_probe`: side of the adaptive average pooling applied before the probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<i64>,
-    /// `frozen_finetune`: the last frozen block; it and all blocks before it keep their
-    /// pretrained weights and batch-norm statistics, the blocks after it are re-initialised
+    /// `frozen_finetune`: the last frozen block. It and all blocks before it keep their
+    /// pretrained weights and batch-norm statistics. The blocks after it are re-initialised
     /// and trained together with a linear classifier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frozen_until: Option<String>,

@@ -21,7 +21,10 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::File { path, line: Some(line) } => write!(f, "{}:{line}", path.display()),
+            Origin::File {
+                path,
+                line: Some(line),
+            } => write!(f, "{}:{line}", path.display()),
             Origin::File { path, line: None } => write!(f, "{}", path.display()),
             Origin::Env(name) => write!(f, "environment variable {name}"),
             Origin::CommandLine(flag) => write!(f, "command line `--set {flag}`"),
@@ -69,7 +72,11 @@ impl fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.errors.len();
         let noun = if count == 1 { "error" } else { "errors" };
-        write!(f, "invalid spec {}: {count} {noun}", self.spec_path.display())?;
+        write!(
+            f,
+            "invalid spec {}: {count} {noun}",
+            self.spec_path.display()
+        )?;
         for error in &self.errors {
             write!(f, "\n  {error}")?;
         }
@@ -97,8 +104,8 @@ pub fn closest<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -
 }
 
 /// Finds the 1-based line of the key at `path` in TOML `text`. When the full path is absent,
-/// returns the line of its deepest present ancestor; returns `None` when not even the first
-/// key is present or the text does not parse.
+/// it returns the line of the deepest ancestor present. It returns `None` when not even the
+/// first key is present or the text does not parse.
 pub fn line_of_key(text: &str, path: &[String]) -> Option<usize> {
     let document = toml_edit::ImDocument::parse(text).ok()?;
     let mut node = Node::Item(document.as_item());
@@ -135,7 +142,7 @@ pub fn line_in_file(path: &Path, key: &[String]) -> Option<usize> {
     line_of_key(&text, key)
 }
 
-/// A position in a parsed TOML document, whichever of toml_edit's types holds it.
+/// A position in a parsed TOML document, as whichever toml_edit type represents it.
 enum Node<'a> {
     Item(&'a toml_edit::Item),
     Value(&'a toml_edit::Value),

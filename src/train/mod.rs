@@ -88,14 +88,19 @@ pub fn steps_per_epoch(examples: usize, batch_size: usize) -> usize {
 ///
 /// Scalars: `train/loss`, `train/accuracy` and `train/lr` every `log_every` steps (step =
 /// optimiser steps so far); `epoch/train_loss`, `epoch/train_accuracy`,
-/// `epoch/images_per_second` after each epoch and `epoch/test_accuracy` after the last
+/// `epoch/images_per_second` and `epoch/lr` (the rate of its last step) after each epoch,
+/// and `epoch/test_accuracy` after the last
 /// (step = epochs so far).
 ///
 /// # Errors
 ///
 /// [`Error::NonFiniteLoss`] when the loss becomes NaN or infinite; the checkpoint of the
 /// last finished epoch and the event file stay on disk.
-pub fn fit(stage: &Stage, store: &nn::VarStore, objective: &mut dyn Objective) -> Result<StageSummary> {
+pub fn fit(
+    stage: &Stage,
+    store: &nn::VarStore,
+    objective: &mut dyn Objective,
+) -> Result<StageSummary> {
     let train = stage.train;
     let optimizer_entry = registry::OPTIMIZERS
         .get(&train.optimizer)
@@ -133,13 +138,14 @@ pub fn fit(stage: &Stage, store: &nn::VarStore, objective: &mut dyn Objective) -
         let mut progress = EpochProgress::new(stage.progress, label, steps);
         let order = Tensor::randperm(examples as i64, (Kind::Int64, Device::Cpu));
         let (mut loss_sum, mut correct, mut count) = (0.0, 0i64, 0i64);
+        let mut lr = 0.0;
         for step in 0..steps {
             let position = Position {
                 step: global_step,
                 steps_per_epoch: steps,
                 total_steps,
             };
-            let lr = learning_rate(train, position);
+            lr = learning_rate(train, position);
             optimizer.set_lr(lr);
             let indices = order.narrow(0, step as i64 * batch_size, batch_size);
             let batch = objective.train_batch(&indices)?;
@@ -160,7 +166,7 @@ pub fn fit(stage: &Stage, store: &nn::VarStore, objective: &mut dyn Objective) -
             count += batch.count;
             inputs_seen += batch.count as usize;
             progress.step(step + 1, batch.count as usize, loss);
-            if global_step % train.log_every == 0 {
+            if global_step.is_multiple_of(train.log_every) {
                 let accuracy = batch.correct as f64 / batch.count.max(1) as f64;
                 events.scalar("train/loss", loss, global_step as i64)?;
                 events.scalar("train/accuracy", accuracy, global_step as i64)?;
@@ -174,6 +180,7 @@ pub fn fit(stage: &Stage, store: &nn::VarStore, objective: &mut dyn Objective) -
         events.scalar("epoch/train_loss", summary.train_loss, epoch as i64)?;
         events.scalar("epoch/train_accuracy", summary.train_accuracy, epoch as i64)?;
         events.scalar("epoch/images_per_second", rate, epoch as i64)?;
+        events.scalar("epoch/lr", lr, epoch as i64)?;
         let mut line = format!(
             "{}: epoch {epoch}/{}: loss {:.4}, train accuracy {:.2} %, {rate:.0} images/s",
             stage.name,
@@ -184,7 +191,10 @@ pub fn fit(stage: &Stage, store: &nn::VarStore, objective: &mut dyn Objective) -
         if epoch == train.epochs {
             summary.test_accuracy = tch::no_grad(|| objective.test_accuracy())?;
             events.scalar("epoch/test_accuracy", summary.test_accuracy, epoch as i64)?;
-            line.push_str(&format!(", test accuracy {:.2} %", 100.0 * summary.test_accuracy));
+            line.push_str(&format!(
+                ", test accuracy {:.2} %",
+                100.0 * summary.test_accuracy
+            ));
         }
         objective.save(&checkpoint)?;
         events.flush()?;

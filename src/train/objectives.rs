@@ -43,7 +43,9 @@ impl Objective for ImageObjective<'_> {
     }
 
     fn train_batch(&mut self, indices: &Tensor) -> Result<BatchLoss> {
-        let images = self.augmenter.train(&self.train.images.index_select(0, indices));
+        let images = self
+            .augmenter
+            .train(&self.train.images.index_select(0, indices));
         let labels = self.train.labels.index_select(0, indices);
         let (inputs, targets) = self.inputs_and_targets(images, &labels);
         let logits = self.network.forward(&inputs, true);
@@ -58,7 +60,9 @@ impl Objective for ImageObjective<'_> {
 
     fn test_accuracy(&mut self) -> Result<f64> {
         let accuracy = batched_accuracy(self.test.len(), EVAL_BATCH, |start, length| {
-            let images = self.augmenter.eval(&self.test.images.narrow(0, start, length));
+            let images = self
+                .augmenter
+                .eval(&self.test.images.narrow(0, start, length));
             let labels = self.test.labels.narrow(0, start, length);
             let (inputs, targets) = self.inputs_and_targets(images, &labels);
             (self.network.forward(&inputs, false), targets)
@@ -98,10 +102,14 @@ pub fn image_grid(images: &Tensor, rows: i64, columns: i64) -> (Vec<u8>, u32, u3
         .view([rows, columns, 3, height + 2 * border, width + 2 * border])
         .permute([0, 3, 1, 4, 2])
         .contiguous()
-        .view([rows * (height + 2 * border), columns * (width + 2 * border) * 3]);
+        .view([
+            rows * (height + 2 * border),
+            columns * (width + 2 * border) * 3,
+        ]);
     let grid_height = rows * (height + 2 * border);
     let grid_width = columns * (width + 2 * border);
-    let pixels = Vec::<u8>::try_from(padded.flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
+    let pixels =
+        Vec::<u8>::try_from(padded.flatten(0, -1).to_device(Device::Cpu)).unwrap_or_default();
     (pixels, grid_height as u32, grid_width as u32)
 }
 
@@ -151,6 +159,7 @@ impl Objective for FeatureObjective<'_> {
         let mut variables: Vec<(String, Tensor)> = self.store.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         Tensor::write_safetensors(&variables, &temporary)?;
-        std::fs::rename(&temporary, path).map_err(|error| crate::error::Error::io("write", path, error))
+        std::fs::rename(&temporary, path)
+            .map_err(|error| crate::error::Error::io("write", path, error))
     }
 }

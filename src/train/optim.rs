@@ -18,12 +18,20 @@ pub fn sgd(store: &nn::VarStore, train: &TrainSpec) -> Result<nn::Optimizer> {
 
 /// Adam with L2 weight decay; `momentum` is used as beta1.
 pub fn adam(store: &nn::VarStore, train: &TrainSpec) -> Result<nn::Optimizer> {
-    let beta1 = if train.momentum > 0.0 { train.momentum } else { 0.9 };
+    let beta1 = if train.momentum > 0.0 {
+        train.momentum
+    } else {
+        0.9
+    };
     Ok(nn::adam(beta1, 0.999, train.weight_decay).build(store, train.lr)?)
 }
 
 /// AdamW (decoupled weight decay); `momentum` is used as beta1.
 pub fn adamw(store: &nn::VarStore, train: &TrainSpec) -> Result<nn::Optimizer> {
-    let beta1 = if train.momentum > 0.0 { train.momentum } else { 0.9 };
+    let beta1 = if train.momentum > 0.0 {
+        train.momentum
+    } else {
+        0.9
+    };
     Ok(nn::adamw(beta1, 0.999, train.weight_decay).build(store, train.lr)?)
 }

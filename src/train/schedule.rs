@@ -73,8 +73,10 @@ mod tests {
 
     #[test]
     fn cosine_decays_from_peak_to_zero() {
-        let mut train = TrainSpec::default();
-        train.lr = 0.2;
+        let train = TrainSpec {
+            lr: 0.2,
+            ..TrainSpec::default()
+        };
         assert!((learning_rate(&train, at(0)) - 0.2).abs() < 1e-12);
         assert!((learning_rate(&train, at(20)) - 0.1).abs() < 1e-12);
         assert!(learning_rate(&train, at(40)).abs() < 1e-12);
@@ -82,22 +84,32 @@ mod tests {
 
     #[test]
     fn step_schedule_applies_milestones() {
-        let mut train = TrainSpec::default();
-        train.lr = 1.0;
+        let mut train = TrainSpec {
+            lr: 1.0,
+            ..TrainSpec::default()
+        };
         train.schedule.kind = "step".into();
         train.schedule.milestones = vec![1, 3];
         train.schedule.gamma = 0.5;
-        let rates: Vec<f64> = [0, 9, 10, 29, 30].iter().map(|&s| learning_rate(&train, at(s))).collect();
+        let rates: Vec<f64> = [0, 9, 10, 29, 30]
+            .iter()
+            .map(|&s| learning_rate(&train, at(s)))
+            .collect();
         assert_eq!(rates, vec![1.0, 1.0, 0.5, 0.5, 0.25]);
     }
 
     #[test]
     fn warmup_ramps_linearly() {
-        let mut train = TrainSpec::default();
-        train.lr = 1.0;
+        let mut train = TrainSpec {
+            lr: 1.0,
+            ..TrainSpec::default()
+        };
         train.schedule.kind = "constant".into();
         train.schedule.warmup_epochs = 0.5;
-        let rates: Vec<f64> = [0, 1, 4, 5].iter().map(|&s| learning_rate(&train, at(s))).collect();
+        let rates: Vec<f64> = [0, 1, 4, 5]
+            .iter()
+            .map(|&s| learning_rate(&train, at(s)))
+            .collect();
         assert_eq!(rates, vec![0.2, 0.4, 1.0, 1.0]);
     }
 }

@@ -42,7 +42,7 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A tiny rotation spec on CIFAR-10: `train` training and `test` test images, one epoch
+/// Returns a tiny rotation spec on CIFAR-10: `train` training and `test` test images, one epoch
 /// per stage, batch 64, scalars at every step, all protocols and baselines.
 pub fn tiny_spec(train: usize, test: usize) -> String {
     format!(

@@ -16,24 +16,15 @@ use std::time::Instant;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+pub use crate::cli::BenchMode;
 use crate::data::{self, augment::Augmenter};
 use crate::error::Result;
 use crate::models::{Head, Network, NetworkConfig};
 use crate::registry;
 use crate::run::select_device;
-use crate::spec::{BlockSpec, Spec};
+use crate::spec::Spec;
 use crate::train::objectives::ImageObjective;
 use crate::train::Objective;
-
-/// What to time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchMode {
-    EndToEnd,
-    Compute,
-    Data,
-    Sgemm,
-}
 
 /// Figures of one benchmark run.
 #[derive(Debug, Serialize)]
@@ -44,8 +35,8 @@ pub struct BenchResult {
     /// `sgemm`.
     pub images_per_second: f64,
     pub seconds: f64,
-    /// Forward and backward floating-point operations per pretext input, estimated as three
-    /// times the forward pass's multiply-adds x 2.
+    /// Forward and backward floating-point operations per pretext input. This is an estimate:
+    /// three times the forward pass, which counts 2 operations per multiply-add.
     pub train_flops_per_image: f64,
     /// Images per second of the data load (decoding), for `data`.
     pub decode_images_per_second: Option<f64>,
@@ -54,7 +45,13 @@ pub struct BenchResult {
 }
 
 /// Runs one benchmark of `spec`'s pretext stage.
-pub fn bench(spec: &Spec, data_dir: &Path, mode: BenchMode, warmup: usize, steps: usize) -> Result<BenchResult> {
+pub fn bench(
+    spec: &Spec,
+    data_dir: &Path,
+    mode: BenchMode,
+    warmup: usize,
+    steps: usize,
+) -> Result<BenchResult> {
     let device = select_device(&spec.device.kind)?;
     if spec.device.threads > 0 {
         tch::set_num_threads(spec.device.threads as i32);
@@ -70,7 +67,8 @@ pub fn bench(spec: &Spec, data_dir: &Path, mode: BenchMode, warmup: usize, steps
 
     let load_started = Instant::now();
     let splits = data::load(&spec.data, data_dir, spec.experiment.seed)?;
-    let decode_rate = (splits.train.len() + splits.test.len()) as f64 / load_started.elapsed().as_secs_f64();
+    let decode_rate =
+        (splits.train.len() + splits.test.len()) as f64 / load_started.elapsed().as_secs_f64();
     let (mean, std) = splits.train.channel_stats();
     let augmenter = Augmenter::new(&spec.data.augment, &mean, &std, device);
     let builder = registry::PRETEXTS
@@ -85,7 +83,9 @@ pub fn bench(spec: &Spec, data_dir: &Path, mode: BenchMode, warmup: usize, steps
         device,
     };
     let classes = task.classes();
-    let network = Network::new(&config, |path, channels| Head::global_pool_linear(path, channels, classes));
+    let network = Network::new(&config, |path, channels| {
+        Head::global_pool_linear(path, channels, classes)
+    });
     let optimizer_entry = registry::OPTIMIZERS
         .get(&spec.train.optimizer)
         .expect("optimizer names are checked when the spec is loaded");
@@ -99,7 +99,13 @@ pub fn bench(spec: &Spec, data_dir: &Path, mode: BenchMode, warmup: usize, steps
         device,
     };
     let batch = spec.train.batch_size.min(splits.train.len()) as i64;
-    let random_batch = || Tensor::randint(splits.train.len() as i64, [batch], (Kind::Int64, Device::Cpu));
+    let random_batch = || {
+        Tensor::randint(
+            splits.train.len() as i64,
+            [batch],
+            (Kind::Int64, Device::Cpu),
+        )
+    };
     let inputs_per_step = batch as f64 * task.expansion() as f64;
 
     let mut started = Instant::now();
@@ -121,7 +127,9 @@ pub fn bench(spec: &Spec, data_dir: &Path, mode: BenchMode, warmup: usize, steps
                 if step == warmup {
                     started = Instant::now();
                 }
-                let loss = network.forward(&inputs, true).cross_entropy_for_logits(&targets);
+                let loss = network
+                    .forward(&inputs, true)
+                    .cross_entropy_for_logits(&targets);
                 let _ = loss.double_value(&[]);
                 optimizer.backward_step(&loss);
             }
@@ -141,10 +149,22 @@ pub fn bench(spec: &Spec, data_dir: &Path, mode: BenchMode, warmup: usize, steps
         BenchMode::Sgemm => unreachable!("handled above"),
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(result(mode, inputs_per_step * steps as f64 / seconds, seconds, train_flops, None))
+    Ok(result(
+        mode,
+        inputs_per_step * steps as f64 / seconds,
+        seconds,
+        train_flops,
+        None,
+    ))
 }
 
-fn result(mode: BenchMode, rate: f64, seconds: f64, train_flops: f64, decode: Option<f64>) -> BenchResult {
+fn result(
+    mode: BenchMode,
+    rate: f64,
+    seconds: f64,
+    train_flops: f64,
+    decode: Option<f64>,
+) -> BenchResult {
     BenchResult {
         side: "runner",
         mode,
@@ -160,25 +180,22 @@ fn result(mode: BenchMode, rate: f64, seconds: f64, train_flops: f64, decode: Op
 /// Forward-pass floating-point operations (2 per multiply-add) of the backbone and the
 /// pretext head for one `height` x `width` input.
 pub fn forward_flops(spec: &Spec, in_channels: i64, height: i64, width: i64) -> f64 {
+    let outputs = crate::models::block_output_sizes(&spec.model, height, width);
     let (mut channels, mut height, mut width) = (in_channels, height, width);
     let mut flops = 0.0;
-    for block in &spec.model.blocks {
+    for (block, output) in spec.model.blocks.iter().zip(outputs) {
         for (index, &out) in block.channels.iter().enumerate() {
-            let kernel = if block.kind == "nin" && index > 0 { 1 } else { block.kernel };
+            let kernel = if block.kind == "nin" && index > 0 {
+                1
+            } else {
+                block.kernel
+            };
             flops += 2.0 * (channels * out * kernel * kernel * height * width) as f64;
             channels = out;
         }
-        (height, width) = pooled_size(block, height, width);
+        (height, width) = output;
     }
     flops + 2.0 * (channels * spec.pretext.angles.len() as i64) as f64
-}
-
-fn pooled_size(block: &BlockSpec, height: i64, width: i64) -> (i64, i64) {
-    if block.pool == "none" {
-        return (height, width);
-    }
-    let out = |size: i64| (size + 2 * block.pool_padding - block.pool_kernel) / block.pool_stride + 1;
-    (out(height), out(width))
 }
 
 /// Measures single-precision matrix-product throughput in GFLOP/s with 1024 x 1024
@@ -187,14 +204,14 @@ pub fn sgemm_gflops(device: Device, warmup: usize, steps: usize) -> f64 {
     let size = 1024;
     let a = Tensor::randn([size, size], (Kind::Float, device));
     let b = Tensor::randn([size, size], (Kind::Float, device));
-    let mut out = Tensor::zeros([size, size], (Kind::Float, device));
+    let out = Tensor::zeros([size, size], (Kind::Float, device));
     let repeats = 4 * steps;
     for _ in 0..warmup {
-        let _ = a.mm_out(&mut out, &b);
+        let _ = a.mm_out(&out, &b);
     }
     let started = Instant::now();
     for _ in 0..repeats {
-        let _ = a.mm_out(&mut out, &b);
+        let _ = a.mm_out(&out, &b);
     }
     let _ = out.double_value(&[0, 0]);
     let seconds = started.elapsed().as_secs_f64();

@@ -45,6 +45,10 @@ pub enum Error {
     /// An error raised by libtorch.
     #[error("libtorch error: {0}")]
     Torch(#[from] tch::TchError),
+
+    /// A failure inside libtorch (reported by tch as a panic) or a bug in the runner.
+    #[error("internal error: {0}. Files written so far are kept; check run.log")]
+    Internal(String),
 }
 
 impl Error {

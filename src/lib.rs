@@ -14,8 +14,9 @@ pub mod models;
 pub mod pretext;
 pub mod registry;
 pub mod run;
-pub mod spec;
 pub mod train;
+
+pub use runner_spec::{catalogue, cli, spec};
 
 pub use error::{Error, Result};
 

@@ -60,7 +60,15 @@ pub fn execute(loaded: &LoadedSpec, options: &RunOptions) -> Result<RunReport> {
     let spec = &loaded.spec;
     let run_dir = create_run_dir(loaded, &options.runs_dir)?;
     logging::attach_run_log(&run_dir.join("run.log"))?;
-    let result = execute_in(spec, &run_dir, options);
+    // libtorch errors surface as panics inside tch; turn them into errors so they reach the
+    // terminal and run.log like any other failure.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        execute_in(spec, &run_dir, options)
+    }))
+    .unwrap_or_else(|payload| Err(Error::Internal(panic_message(payload.as_ref()))));
+    std::panic::set_hook(default_hook);
     if let Err(error) = &result {
         logging::write_run_log_line(&format!("ERROR run failed: {error}"));
     }
@@ -89,6 +97,8 @@ fn execute_in(spec: &Spec, run_dir: &Path, options: &RunOptions) -> Result<RunRe
         splits.train.image_shape(),
         splits.train.classes.len()
     );
+    let [_, height, width] = splits.train.image_shape();
+    crate::models::check_input_size(&spec.model, height, width)?;
     let (mean, std) = splits.train.channel_stats();
     let augmenter = Augmenter::new(&spec.data.augment, &mean, &std, device);
 
@@ -161,6 +171,7 @@ fn run_pretext(
             ),
         ));
     }
+
     tch::manual_seed(spec.experiment.seed as i64);
     let config = NetworkConfig {
         model: &spec.model,
@@ -173,6 +184,7 @@ fn run_pretext(
     let network = Network::new(&config, |path, channels| {
         Head::global_pool_linear(path, channels, classes)
     });
+
     let mut objective = ImageObjective {
         network: &network,
         train: &splits.train,
@@ -190,6 +202,22 @@ fn run_pretext(
         device,
     };
     fit(&stage, &network.trainable_store, &mut objective)
+}
+
+/// Extracts a panic's message, cut before libtorch's C++ stack trace.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".into()
+    };
+    let text = text.replace("\\n", "\n");
+    match text.find("\nException raised from") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
 }
 
 /// Resolves `auto`, `cpu`, `cuda` and `cuda:N`.
@@ -225,41 +253,32 @@ fn create_run_dir(loaded: &LoadedSpec, runs_dir: &Path) -> Result<PathBuf> {
     let timestamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let label = run_label(&loaded.overrides);
     let parent = runs_dir.join(&spec.experiment.name);
-    let mut run_dir = parent.join(format!("{timestamp}_{label}"));
-    let mut suffix = 1;
-    while run_dir.exists() {
-        suffix += 1;
-        run_dir = parent.join(format!("{timestamp}_{label}_{suffix}"));
-    }
-    std::fs::create_dir_all(&run_dir).map_err(|error| {
+    let create_error = |path: &Path, error| {
         Error::io(
             "create run folder (set `--runs-dir` to a writable folder)",
-            &run_dir,
+            path,
             error,
         )
-    })?;
-    let resolved = resolved_spec_text(loaded);
+    };
+    std::fs::create_dir_all(&parent).map_err(|error| create_error(&parent, error))?;
+    // create_dir fails on an existing folder, so two runs started in the same second never
+    // share one.
+    let mut run_dir = parent.join(format!("{timestamp}_{label}"));
+    let mut suffix = 1;
+    loop {
+        match std::fs::create_dir(&run_dir) {
+            Ok(()) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                suffix += 1;
+                run_dir = parent.join(format!("{timestamp}_{label}_{suffix}"));
+            }
+            Err(error) => return Err(create_error(&run_dir, error)),
+        }
+    }
+    let resolved = loaded.resolved_text();
     let path = run_dir.join("spec.resolved.toml");
     std::fs::write(&path, resolved).map_err(|error| Error::io("write", &path, error))?;
     Ok(run_dir)
-}
-
-/// Formats the complete spec as TOML, headed by the layers it came from.
-pub fn resolved_spec_text(loaded: &LoadedSpec) -> String {
-    let mut text = String::from("# Resolved spec: every key with the value this run used.\n");
-    for file in &loaded.files {
-        text.push_str(&format!("# spec file: {}\n", file.display()));
-    }
-    for flag in &loaded.overrides {
-        text.push_str(&format!("# override: {flag}\n"));
-    }
-    let mut spec = loaded.spec.clone();
-    spec.extends = None;
-    text.push_str(
-        &toml::to_string_pretty(&spec)
-            .unwrap_or_else(|error| format!("# not serialisable: {error}\n")),
-    );
-    text
 }
 
 /// Folder label: the overrides in order, each as its last key segment and value
@@ -349,6 +368,7 @@ pub fn results_table(report: &RunReport) -> String {
         }
         lines.push(line);
     }
+
     let widths: Vec<usize> = (0..lines[0].len())
         .map(|column| {
             lines

@@ -294,6 +294,17 @@ fn bad_inputs_exit_with_clear_errors() {
             ],
         },
         Case {
+            name: "pooling to nothing",
+            spec: base.replace(
+                "channels = [16]\n\n[[model.blocks]]",
+                "channels = [16]\npool_kernel = 8\npool_stride = 8\n\n[[model.blocks]]",
+            )
+            .replace("name = \"conv1\"\n", "name = \"conv1\"\npool_kernel = 8\npool_stride = 8\n"),
+            extra: vec![],
+            code: 1,
+            expected: vec!["block `conv2` pools its 4x4 input to nothing"],
+        },
+        Case {
             name: "unwritable run folder",
             spec: base.clone(),
             extra: vec![
@@ -423,4 +434,32 @@ fn validate_and_list_shipped_specs() {
     ] {
         assert!(listing.contains(name), "`runner list` lacks {name}");
     }
+}
+
+#[test]
+fn front_end_does_not_link_libtorch() {
+    let output = std::process::Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_runner"))
+        .output()
+        .expect("ldd runs");
+    let libraries = stdout(&output);
+    assert!(output.status.success(), "ldd failed: {}", stderr(&output));
+    assert!(
+        !libraries.contains("libtorch"),
+        "runner links libtorch:\n{libraries}"
+    );
+    assert!(
+        !libraries.contains("libc10"),
+        "runner links libc10:\n{libraries}"
+    );
+
+    let engine = Path::new(env!("CARGO_BIN_EXE_runner")).with_file_name("runner-engine");
+    let output = std::process::Command::new("ldd")
+        .arg(&engine)
+        .output()
+        .expect("ldd runs");
+    assert!(
+        stdout(&output).contains("libtorch_cpu"),
+        "runner-engine must link libtorch"
+    );
 }

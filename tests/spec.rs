@@ -111,7 +111,7 @@ fn invalid_specs_report_located_errors() {
         (
             "zero batch",
             "[train]\nbatch_size = 0\n".into(),
-            vec!["bad.toml:2", "`train.batch_size`", "expected 1 or more images, found 0"],
+            vec!["bad.toml:2", "`train.batch_size`", "expected 2 or more images (batch norm needs two per batch), found 0"],
         ),
         (
             "negative batch",
@@ -315,4 +315,87 @@ fn error_in_untouched_array_element_points_at_file() {
         .to_string();
     assert!(report.contains("spec.toml:17"), "{report}");
     assert!(report.contains("did you mean `random_init`?"), "{report}");
+}
+
+#[test]
+fn tricky_inputs_report_original_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each case: spec text, overrides, fragments that must appear, fragments that must not.
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "[pretext]\nangles = [0, \"x\", 180, \"y\"]\n",
+            vec![],
+            vec!["`pretext.angles.1`", "`pretext.angles.3`"],
+            vec!["`pretext.angles.2`"],
+        ),
+        (
+            "[train]\nepochs = \"ten\"\nschedule = { kind = \"step\", milestones = [5, 8] }\n",
+            vec![],
+            vec!["`train.epochs`", "1 error"],
+            vec!["milestones"],
+        ),
+        (
+            "[experiment]\nname = \"..\"\n",
+            vec![],
+            vec!["`experiment.name`", "starts with a letter or digit"],
+            vec![],
+        ),
+        (
+            "[[eval]]\nprotocol = \"linear_probe\"\nname = \"../other\"\n",
+            vec![],
+            vec!["`eval.0.name`"],
+            vec![],
+        ),
+        (
+            "",
+            vec!["extends=\"base.toml\""],
+            vec!["`extends` can only be set in a spec file"],
+            vec![],
+        ),
+        (
+            "[pretext]\ncheckpoint = \"missing.safetensors\"\n",
+            vec![],
+            vec!["`pretext.checkpoint`", "not found"],
+            vec![],
+        ),
+        (
+            "[device]\nthreads = 4294967296\n",
+            vec![],
+            vec!["`device.threads`", "at most 4096"],
+            vec![],
+        ),
+        ("", vec!["train.=1"], vec!["empty key segment"], vec![]),
+    ];
+    for (text, overrides, present, absent) in cases {
+        let path = write(dir.path(), "tricky.toml", text);
+        let report = match load_with(&path, &overrides, &[]) {
+            Ok(_) => panic!("{text:?} {overrides:?}: accepted"),
+            Err(errors) => errors.to_string(),
+        };
+        for fragment in present {
+            assert!(
+                report.contains(fragment),
+                "{text:?}: `{fragment}` not in:\n{report}"
+            );
+        }
+        for fragment in absent {
+            assert!(
+                !report.contains(fragment),
+                "{text:?}: `{fragment}` in:\n{report}"
+            );
+        }
+    }
+}
+
+#[test]
+fn set_indexes_default_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "empty.toml", "");
+    let overrides = ["model.blocks.0.channels=[8]", "model.blocks.2.pool=\"avg\""];
+    let loaded = load_with(&path, &overrides, &[]).unwrap();
+    assert_eq!(loaded.spec.model.blocks[0].channels, vec![8]);
+    assert_eq!(loaded.spec.model.blocks.len(), 3);
+    assert_eq!(loaded.spec.model.blocks[2].pool, "avg");
+    assert_eq!(loaded.spec.model.blocks[2].channels, vec![128]);
 }

@@ -145,7 +145,8 @@ fn read_classes(
                     path,
                     format!(
                         "image is {}x{} but earlier images are {}x{}; \
-                         set `data.image_size` to resize all images",
+                         with `data.kind = \"image_folder\"`, set `data.image_size` to \
+                         resize all images",
                         dims.0, dims.1, first.0, first.1
                     ),
                 ));

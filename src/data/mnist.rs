@@ -26,6 +26,7 @@ pub fn read_mnist(request: &ReadRequest, split: &str, limit: usize) -> Result<Im
     };
     let images_path = find_file(request.root, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find_file(request.root, &format!("{prefix}-labels-idx1-ubyte"))?;
+
     let image_file = read_maybe_gzip(&images_path)?;
     let label_file = read_maybe_gzip(&labels_path)?;
     let (dims, pixels) = parse_idx(&images_path, &image_file, IMAGES_MAGIC)?;
@@ -47,6 +48,7 @@ pub fn read_mnist(request: &ReadRequest, split: &str, limit: usize) -> Result<Im
             format!("label {} at index {bad}, expected 0 to 9", labels[bad]),
         ));
     }
+
     let (height, width) = (dims[1], dims[2]);
     let image_bytes = height * width;
     let chosen = choose_subset(dims[0], limit, request.seed);
@@ -115,7 +117,16 @@ pub fn parse_idx<'a>(path: &Path, bytes: &'a [u8], magic: u32) -> Result<(Vec<us
         .chunks(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
-    let expected = dims.iter().product::<usize>();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |product, &dim| product.checked_mul(dim))
+        .ok_or_else(|| Error::data(path, format!("IDX dimensions {dims:?} are too large")))?;
+    if dims.contains(&0) {
+        return Err(Error::data(
+            path,
+            format!("IDX file is empty (dimensions {dims:?})"),
+        ));
+    }
     let data = &bytes[header_len..];
     if data.len() != expected {
         return Err(Error::data(

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::data::augment::Augmenter;
 use crate::data::Splits;
@@ -70,10 +70,10 @@ pub struct EvalContext<'a> {
     pub device: Device,
     pub progress: ProgressMode,
     /// Variables of the pretext stage's checkpoint, by name.
-    pub pretrained: &'a HashMap<String, Tensor>,
+    pub pretrained: &'a crate::models::Checkpoint,
     /// Supervised baselines already trained in this run, by labels per class and training
     /// settings, so two protocols with the same labels share one.
-    pub supervised_done: RefCell<HashMap<String, f64>>,
+    pub supervised_done: RefCell<HashMap<String, (f64, String)>>,
 }
 
 impl EvalContext<'_> {
@@ -124,7 +124,7 @@ pub fn run_eval(ctx: &EvalContext, index: usize) -> Result<Vec<EvalResult>> {
         match baseline.as_str() {
             "random_init" => results.extend((protocol.build)(ctx, index, Init::RandomInit)?),
             "supervised" => {
-                let accuracy = supervised(ctx, index)?;
+                let (accuracy, stage_dir) = supervised(ctx, index)?;
                 let rows: Vec<EvalResult> = results
                     .iter()
                     .filter(|row| row.init == Init::Pretrained.name())
@@ -132,7 +132,7 @@ pub fn run_eval(ctx: &EvalContext, index: usize) -> Result<Vec<EvalResult>> {
                         init: "supervised".into(),
                         test_accuracy: accuracy,
                         seconds: 0.0,
-                        stage_dir: format!("{}/supervised", eval.stage_name()),
+                        stage_dir: stage_dir.clone(),
                         ..row.clone()
                     })
                     .collect();
@@ -145,12 +145,13 @@ pub fn run_eval(ctx: &EvalContext, index: usize) -> Result<Vec<EvalResult>> {
 }
 
 /// Trains the whole network end-to-end on the labelled subset of evaluation `index` and
-/// returns its test accuracy.
-fn supervised(ctx: &EvalContext, index: usize) -> Result<f64> {
+/// returns its test accuracy and stage folder (that of an earlier evaluation when one with
+/// the same labels and settings already trained it).
+fn supervised(ctx: &EvalContext, index: usize) -> Result<(f64, String)> {
     let eval = &ctx.spec.eval[index];
     let key = format!("{}:{:?}", eval.labels_per_class, eval.train);
-    if let Some(accuracy) = ctx.supervised_done.borrow().get(&key) {
-        return Ok(*accuracy);
+    if let Some(done) = ctx.supervised_done.borrow().get(&key) {
+        return Ok(done.clone());
     }
     tch::manual_seed(ctx.spec.experiment.seed as i64);
     let config = NetworkConfig {
@@ -178,10 +179,12 @@ fn supervised(ctx: &EvalContext, index: usize) -> Result<f64> {
     };
     let stage = ctx.stage(eval, index, &["supervised"]);
     let summary = fit(&stage, &network.trainable_store, &mut objective)?;
-    ctx.supervised_done
-        .borrow_mut()
-        .insert(key, summary.test_accuracy);
-    Ok(summary.test_accuracy)
+    let done = (
+        summary.test_accuracy,
+        format!("{}/supervised", eval.stage_name()),
+    );
+    ctx.supervised_done.borrow_mut().insert(key, done.clone());
+    Ok(done)
 }
 
 /// Fails when any variable of the frozen store changed during `stage`.

@@ -237,11 +237,7 @@ impl Network {
 
     /// Copies the variables whose names start with `backbone.<block>.` for each block in
     /// `blocks` from `checkpoint` into whichever store holds them.
-    pub fn load_blocks(
-        &mut self,
-        checkpoint: &HashMap<String, Tensor>,
-        blocks: &[&str],
-    ) -> Result<()> {
+    pub fn load_blocks(&mut self, checkpoint: &Checkpoint, blocks: &[&str]) -> Result<()> {
         let mut copied = 0;
         for store in [&self.frozen_store, &self.trainable_store] {
             for (name, mut variable) in store.variables() {
@@ -251,12 +247,26 @@ impl Network {
                 if !wanted {
                     continue;
                 }
-                let source = checkpoint.get(&name).ok_or_else(|| {
+                let source = checkpoint.tensors.get(&name).ok_or_else(|| {
                     Error::data(
-                        Path::new(&name),
-                        "variable missing from the pretrained checkpoint",
+                        &checkpoint.path,
+                        format!(
+                            "variable `{name}` is missing; the checkpoint was written for \
+                             another model"
+                        ),
                     )
                 })?;
+                if source.size() != variable.size() {
+                    return Err(Error::data(
+                        &checkpoint.path,
+                        format!(
+                            "variable `{name}` has shape {:?}, the model expects {:?}; the \
+                             checkpoint was written for another model",
+                            source.size(),
+                            variable.size()
+                        ),
+                    ));
+                }
                 tch::no_grad(|| variable.copy_(source));
                 copied += 1;
             }
@@ -292,13 +302,30 @@ impl Network {
 }
 
 /// Reads a checkpoint written by [`Network::save`].
-pub fn read_checkpoint(path: &Path, device: Device) -> Result<HashMap<String, Tensor>> {
-    let tensors = Tensor::read_safetensors(path)
-        .map_err(|error| Error::data(path, format!("cannot read checkpoint: {error}")))?;
-    Ok(tensors
+pub fn read_checkpoint(path: &Path, device: Device) -> Result<Checkpoint> {
+    if !path.is_file() {
+        return Err(Error::data(path, "checkpoint file not found"));
+    }
+    let tensors = Tensor::read_safetensors(path).map_err(|error| {
+        Error::data(
+            path,
+            format!("cannot read checkpoint as safetensors: {error}"),
+        )
+    })?;
+    let tensors = tensors
         .into_iter()
         .map(|(name, tensor)| (name, tensor.to_device(device)))
-        .collect())
+        .collect();
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        tensors,
+    })
+}
+
+/// Variables of a checkpoint file, by name.
+pub struct Checkpoint {
+    pub path: std::path::PathBuf,
+    pub tensors: HashMap<String, Tensor>,
 }
 
 impl Network {
@@ -337,4 +364,51 @@ pub fn checksums(store: &nn::VarStore) -> std::collections::BTreeMap<String, f64
             (name, sum)
         })
         .collect()
+}
+
+/// Height and width after each block for an input of `height` x `width`. Convolutions keep
+/// the size (odd kernels, half padding) and pooling follows the usual floor formula.
+pub fn block_output_sizes(model: &ModelSpec, height: i64, width: i64) -> Vec<(i64, i64)> {
+    let pooled = |block: &BlockSpec, size: i64| {
+        let padded = size + 2 * block.pool_padding;
+        if block.pool == "none" {
+            size
+        } else if padded < block.pool_kernel {
+            0
+        } else {
+            (padded - block.pool_kernel) / block.pool_stride + 1
+        }
+    };
+    let mut size = (height, width);
+    model
+        .blocks
+        .iter()
+        .map(|block| {
+            size = (pooled(block, size.0), pooled(block, size.1));
+            size
+        })
+        .collect()
+}
+
+/// Fails when pooling shrinks a `height` x `width` input to nothing before the last block.
+pub fn check_input_size(model: &ModelSpec, height: i64, width: i64) -> Result<()> {
+    let mut input = (height, width);
+    for (block, output) in model
+        .blocks
+        .iter()
+        .zip(block_output_sizes(model, height, width))
+    {
+        if output.0 < 1 || output.1 < 1 {
+            return Err(Error::data(
+                Path::new(&block.name),
+                format!(
+                    "block `{}` pools its {}x{} input to nothing; use fewer or smaller pooling \
+                     layers (`pool`, `pool_kernel`, `pool_stride`) for {height}x{width} images",
+                    block.name, input.0, input.1
+                ),
+            ));
+        }
+        input = output;
+    }
+    Ok(())
 }

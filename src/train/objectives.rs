@@ -15,7 +15,7 @@ use crate::models::{Head, Network};
 use crate::pretext::PretextTask;
 
 /// Test batches hold this many source images.
-pub const EVAL_BATCH: usize = 500;
+pub const EVAL_BATCH: usize = 200;
 
 /// Trains a [`Network`] on augmented images, against class labels or, with a pretext task,
 /// against the task's targets.

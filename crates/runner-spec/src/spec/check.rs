@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{EvalSpec, Spec, TrainSpec};
-use crate::registry::{self, Registry};
+use crate::catalogue::{self, Catalogue};
 
 /// One failed check, located by its key path.
 #[derive(Debug)]
@@ -34,12 +34,26 @@ impl Checker {
         }
     }
 
-    fn component<B>(&mut self, path: &str, table: &Registry<B>, name: &str) {
-        if table.get(name).is_none() {
+    fn component(&mut self, path: &str, table: &Catalogue, name: &str) {
+        if !table.contains(name) {
             let (message, hint) = table.unknown(name);
             self.push(path, message, Some(hint));
         }
     }
+}
+
+/// Upper bound for thread counts, far above any machine this runs on, to catch typos.
+const MAX_THREADS: usize = 4096;
+
+/// Whether `name` can be used as one folder name: it starts with a letter or digit (so never
+/// `.` or `..`) and contains only letters, digits, `_`, `-` and `.`.
+fn is_folder_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'))
 }
 
 /// Checks every value of `spec`, returning all problems found.
@@ -49,14 +63,13 @@ pub(super) fn check(spec: &Spec) -> Vec<Problem> {
     };
 
     let name = &spec.experiment.name;
-    let valid_name = !name.is_empty()
-        && name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'));
     c.require(
-        valid_name,
+        is_folder_name(name),
         "experiment.name",
-        format!("expected a non-empty name of letters, digits, `_`, `-` or `.`, found {name:?}"),
+        format!(
+            "expected a name that starts with a letter or digit, followed by letters, digits, \
+             `_`, `-` or `.`, found {name:?}"
+        ),
     );
 
     check_data(&mut c, spec);
@@ -81,11 +94,19 @@ pub(super) fn check(spec: &Spec) -> Vec<Problem> {
 
 fn check_data(c: &mut Checker, spec: &Spec) {
     let data = &spec.data;
-    c.component("data.kind", &registry::DATASETS, &data.kind);
+    c.component("data.kind", &catalogue::DATASETS, &data.kind);
     c.require(
         !data.root.is_empty(),
         "data.root",
         "expected a folder, found an empty string",
+    );
+    c.require(
+        data.decode_threads <= MAX_THREADS,
+        "data.decode_threads",
+        format!(
+            "expected at most {MAX_THREADS}, found {}",
+            data.decode_threads
+        ),
     );
     c.require(
         data.augment.crop_padding >= 0,
@@ -129,7 +150,7 @@ fn check_model(c: &mut Checker, spec: &Spec) -> Vec<String> {
             );
         }
         names.push(block.name.clone());
-        c.component(&at("kind"), &registry::BLOCKS, &block.kind);
+        c.component(&at("kind"), &catalogue::BLOCKS, &block.kind);
         c.require(
             !block.channels.is_empty(),
             &at("channels"),
@@ -150,7 +171,7 @@ fn check_model(c: &mut Checker, spec: &Spec) -> Vec<String> {
                 block.kernel
             ),
         );
-        c.component(&at("pool"), &registry::POOLS, &block.pool);
+        c.component(&at("pool"), &catalogue::POOLS, &block.pool);
         c.require(
             block.pool_kernel >= 1,
             &at("pool_kernel"),
@@ -176,7 +197,14 @@ fn check_model(c: &mut Checker, spec: &Spec) -> Vec<String> {
 
 fn check_pretext(c: &mut Checker, spec: &Spec) {
     let pretext = &spec.pretext;
-    c.component("pretext.kind", &registry::PRETEXTS, &pretext.kind);
+    if let Some(checkpoint) = &pretext.checkpoint {
+        c.require(
+            std::path::Path::new(checkpoint).is_file(),
+            "pretext.checkpoint",
+            format!("checkpoint file {checkpoint:?} not found"),
+        );
+    }
+    c.component("pretext.kind", &catalogue::PRETEXTS, &pretext.kind);
     let angles = &pretext.angles;
     c.require(
         angles.len() >= 2,
@@ -202,7 +230,7 @@ fn check_pretext(c: &mut Checker, spec: &Spec) {
 
 fn check_train(c: &mut Checker, prefix: &str, train: &TrainSpec) {
     let at = |key: &str| format!("{prefix}.{key}");
-    c.component(&at("optimizer"), &registry::OPTIMIZERS, &train.optimizer);
+    c.component(&at("optimizer"), &catalogue::OPTIMIZERS, &train.optimizer);
     c.require(
         train.lr.is_finite() && train.lr > 0.0,
         &at("lr"),
@@ -228,9 +256,12 @@ fn check_train(c: &mut Checker, prefix: &str, train: &TrainSpec) {
         format!("expected 0 or more, found {}", train.weight_decay),
     );
     c.require(
-        train.batch_size >= 1,
+        train.batch_size >= 2,
         &at("batch_size"),
-        format!("expected 1 or more images, found {}", train.batch_size),
+        format!(
+            "expected 2 or more images (batch norm needs two per batch), found {}",
+            train.batch_size
+        ),
     );
     c.require(
         train.epochs >= 1,
@@ -244,7 +275,7 @@ fn check_train(c: &mut Checker, prefix: &str, train: &TrainSpec) {
     );
 
     let schedule = &train.schedule;
-    c.component(&at("schedule.kind"), &registry::SCHEDULES, &schedule.kind);
+    c.component(&at("schedule.kind"), &catalogue::SCHEDULES, &schedule.kind);
     c.require(
         schedule.warmup_epochs >= 0.0 && schedule.warmup_epochs < train.epochs.max(1) as f64,
         &at("schedule.warmup_epochs"),
@@ -276,7 +307,7 @@ fn check_train(c: &mut Checker, prefix: &str, train: &TrainSpec) {
 
 fn check_eval(c: &mut Checker, prefix: &str, eval: &EvalSpec, blocks: &[String]) {
     let at = |key: &str| format!("{prefix}.{key}");
-    c.component(&at("protocol"), &registry::PROTOCOLS, &eval.protocol);
+    c.component(&at("protocol"), &catalogue::PROTOCOLS, &eval.protocol);
     let known_block = |c: &mut Checker, path: &str, name: &str| {
         if !blocks.iter().any(|block| block == name) {
             let hint = match crate::spec::origin::closest(name, blocks.iter().map(String::as_str)) {
@@ -292,8 +323,25 @@ fn check_eval(c: &mut Checker, prefix: &str, eval: &EvalSpec, blocks: &[String])
             c.push(&at(key), message, Some("remove it".into()));
         }
     };
+    if let Some(name) = &eval.name {
+        c.require(
+            is_folder_name(name),
+            &at("name"),
+            format!(
+                "expected a name that starts with a letter or digit, followed by letters, \
+                 digits, `_`, `-` or `.`, found {name:?}"
+            ),
+        );
+    }
     match eval.protocol.as_str() {
         "linear_probe" => {
+            if let Some(blocks) = &eval.blocks {
+                c.require(
+                    !blocks.is_empty(),
+                    &at("blocks"),
+                    "expected at least one block",
+                );
+            }
             not_for(c, "frozen_until", eval.frozen_until.is_some());
             not_for(c, "retrain_until", eval.retrain_until.is_some());
             for (index, block) in eval.blocks.iter().flatten().enumerate() {
@@ -344,7 +392,7 @@ fn check_eval(c: &mut Checker, prefix: &str, eval: &EvalSpec, blocks: &[String])
     let mut seen = HashSet::new();
     for (index, baseline) in eval.baselines.iter().enumerate() {
         let path = format!("{prefix}.baselines.{index}");
-        c.component(&path, &registry::BASELINES, baseline);
+        c.component(&path, &catalogue::BASELINES, baseline);
         if !seen.insert(baseline) {
             c.push(&path, format!("baseline `{baseline}` appears twice"), None);
         }
@@ -358,6 +406,14 @@ fn check_device(c: &mut Checker, spec: &Spec) {
         .strip_prefix("cuda:")
         .map(|index| index.parse::<usize>().is_ok());
     let valid = matches!(kind, "auto" | "cpu" | "cuda") || cuda_index == Some(true);
+    c.require(
+        spec.device.threads <= MAX_THREADS,
+        "device.threads",
+        format!(
+            "expected at most {MAX_THREADS}, found {}",
+            spec.device.threads
+        ),
+    );
     c.require(
         valid,
         "device.kind",

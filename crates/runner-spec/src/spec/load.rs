@@ -60,6 +60,25 @@ pub struct LoadedSpec {
     pub overrides: Vec<String>,
 }
 
+impl LoadedSpec {
+    /// Formats the complete spec as TOML, headed by the layers it came from.
+    pub fn resolved_text(&self) -> String {
+        let mut text = String::from("# Resolved spec: every key with the value this run used.\n");
+        for file in &self.files {
+            text.push_str(&format!("# spec file: {}\n", file.display()));
+        }
+        for flag in &self.overrides {
+            text.push_str(&format!("# override: {flag}\n"));
+        }
+        let mut spec = self.spec.clone();
+        spec.extends = None;
+        let body = toml::to_string_pretty(&spec)
+            .unwrap_or_else(|error| format!("# not serialisable: {error}\n"));
+        text.push_str(&body);
+        text
+    }
+}
+
 /// Loads, merges and validates the spec at `options.spec_path`.
 ///
 /// # Errors
@@ -134,9 +153,26 @@ pub fn load(options: &LoadOptions) -> Result<LoadedSpec, SpecErrors> {
             )]))
         }
     };
-    let spec = extract(&origins, &mut root, &mut errors);
+    let mut removed = Vec::new();
+    let spec = extract(&origins, &mut root, &mut errors, &mut removed);
     if let Some(spec) = &spec {
+        // A removed key fell back to its default, so checks of it, and of the schedule keys
+        // that depend on `epochs`, would judge a value the user did not write.
+        let near_removed = |path: &[String]| {
+            removed.iter().any(|gone| {
+                let Some((last, parent)) = gone.split_last() else {
+                    return false;
+                };
+                let schedule_of_epochs = last == "epochs"
+                    && path.starts_with(parent)
+                    && path.get(parent.len()).is_some_and(|key| key == "schedule");
+                path == gone.as_slice() || schedule_of_epochs
+            })
+        };
         for problem in check(spec) {
+            if near_removed(&problem.path) {
+                continue;
+            }
             let origin = origins.of(&root, &problem.path);
             errors.push(SpecError {
                 origin,
@@ -315,6 +351,15 @@ fn env_layer(name: &str, value: &str) -> Option<Layer> {
     if path.len() < 2 || !SECTIONS.contains(&path[0].as_str()) {
         return None;
     }
+    if path.iter().any(|segment| segment.is_empty()) {
+        return Some(Layer {
+            name: format!("{ENV_LAYER}{name}"),
+            source: None,
+            key: path.join("."),
+            dict: Dict::new(),
+            assignment: Some((path, Value::from(value.to_string()))),
+        });
+    }
     Some(Layer {
         name: format!("{ENV_LAYER}{name}"),
         source: None,
@@ -338,6 +383,9 @@ fn set_layer(flag: &str) -> Result<Layer, SpecError> {
     let path: Vec<String> = key.trim().split('.').map(String::from).collect();
     if path.iter().any(|segment| segment.is_empty()) {
         return Err(invalid("empty key segment"));
+    }
+    if path[0] == "extends" {
+        return Err(invalid("`extends` can only be set in a spec file"));
     }
     Ok(Layer {
         name: format!("{SET_LAYER}{flag}"),
@@ -374,20 +422,83 @@ fn nested_dict(path: &[String], leaf: Value) -> Dict {
 /// Deserialises `root` into a [`Spec`]. On each error it records the error, removes the
 /// offending key so that its default applies, and tries again, so one pass reports every
 /// unknown key and wrong type. Returns `None` when an error cannot be removed.
-fn extract(origins: &Origins, root: &mut Value, errors: &mut Vec<SpecError>) -> Option<Spec> {
+fn extract(
+    origins: &Origins,
+    root: &mut Value,
+    errors: &mut Vec<SpecError>,
+    removed: &mut Vec<Vec<String>>,
+) -> Option<Spec> {
+    let mut removed_elements: Vec<Vec<String>> = Vec::new();
     for _ in 0..MAX_EXTRACTION_ERRORS {
         let error = match root.deserialize::<Spec>() {
             Ok(spec) => return Some(spec),
             Err(error) => error,
         };
         // For unknown keys, figment's path already ends with the key itself.
-        let path = error.path.clone();
-        errors.push(figment_error(origins, root, error));
-        if path.is_empty() || !remove_path(root, &path) {
+        let current = error.path.clone();
+        let unknown_key = matches!(error.kind, figment::error::Kind::UnknownField(..));
+        let mut spec_error = figment_error(origins, root, error);
+        // Removing an array element shifts the later ones, so report original indices.
+        let original = original_path(&current, &removed_elements);
+        if original != current {
+            spec_error.key = original.join(".");
+            if let Origin::File { path, line } = &mut spec_error.origin {
+                *line = line_in_file(path, &original);
+            }
+        }
+        errors.push(spec_error);
+        if current.is_empty() || !remove_path(root, &current) {
             return None;
         }
+        if current
+            .last()
+            .is_some_and(|segment| segment.parse::<usize>().is_ok())
+        {
+            removed_elements.push(original.clone());
+        }
+        // Dropping an unknown key changes no value, so only invalid values count here.
+        if !unknown_key {
+            removed.push(original);
+        }
     }
+    errors.push(SpecError {
+        origin: Origin::File {
+            path: origins.files.last().cloned().unwrap_or_default(),
+            line: None,
+        },
+        key: String::new(),
+        message: format!("more than {MAX_EXTRACTION_ERRORS} errors; the rest are not shown"),
+        hint: None,
+    });
     None
+}
+
+/// Maps a path in the array-pruned tree back to the original indices, given the original
+/// paths of the array elements removed so far (in removal order).
+fn original_path(current: &[String], removed_elements: &[Vec<String>]) -> Vec<String> {
+    let mut original: Vec<String> = Vec::with_capacity(current.len());
+    for segment in current {
+        let Ok(index) = segment.parse::<usize>() else {
+            original.push(segment.clone());
+            continue;
+        };
+        let mut gone: Vec<usize> = removed_elements
+            .iter()
+            .filter(|path| {
+                path.len() == original.len() + 1 && path[..original.len()] == original[..]
+            })
+            .filter_map(|path| path.last()?.parse().ok())
+            .collect();
+        gone.sort_unstable();
+        let mut mapped = index;
+        for removed_index in gone {
+            if removed_index <= mapped {
+                mapped += 1;
+            }
+        }
+        original.push(mapped.to_string());
+    }
+    original
 }
 
 /// Converts a deserialisation error into a located [`SpecError`] with a suggestion.
@@ -498,6 +609,11 @@ fn env_key(name: &str) -> String {
 /// earlier layers defined; the array is copied with that element changed, because figment
 /// replaces arrays as a whole.
 fn assignment_dict(figment: &Figment, path: &[String], value: Value) -> Result<Dict, String> {
+    if path.iter().any(|segment| segment.is_empty()) {
+        return Err(
+            "empty key segment; separate levels with `__` in variables, `.` in --set".into(),
+        );
+    }
     let Some(array_at) = path
         .iter()
         .position(|segment| segment.parse::<usize>().is_ok())
@@ -508,22 +624,31 @@ fn assignment_dict(figment: &Figment, path: &[String], value: Value) -> Result<D
         return Err("a key cannot start with an array index".into());
     }
     let array_key = path[..array_at].join(".");
-    let mut array = match figment.find_value(&array_key) {
-        Ok(array @ Value::Array(..)) => array,
-        Ok(other) => {
+    let earlier = figment
+        .find_value(&array_key)
+        .ok()
+        .or_else(|| default_value(&array_key));
+    let mut array = match earlier {
+        Some(array @ Value::Array(..)) => array,
+        Some(other) => {
             return Err(format!(
                 "`{array_key}` is {}, not an array",
                 describe(&other)
             ))
         }
-        Err(_) => {
+        None => {
             return Err(format!(
-                "`{array_key}` is not set by any earlier layer, so it has no element to change"
+                "`{array_key}` is not a list in the spec or its defaults"
             ))
         }
     };
     set_path(&mut array, &path[array_at..], value)?;
     Ok(nested_dict(&path[..array_at], array))
+}
+
+/// Value of dotted `key` in the built-in defaults.
+fn default_value(key: &str) -> Option<Value> {
+    Value::serialize(Spec::default()).ok()?.find(key)
 }
 
 /// Sets `path` inside `node`, creating tables for missing keys; array indices must exist.

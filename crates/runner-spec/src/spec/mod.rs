@@ -12,7 +12,7 @@ pub mod origin;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, LoadOptions, LoadedSpec};
+pub use load::{load, LoadOptions, LoadedSpec, ENV_PREFIX};
 pub use origin::{SpecError, SpecErrors};
 
 /// A complete experiment: every key the runner reads, with defaults filled in.

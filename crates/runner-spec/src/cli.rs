@@ -1,0 +1,162 @@
+//! The command line, shared by the `runner` front end and the `runner-engine` binary.
+//!
+//! `runner` handles `list` and `validate` itself without loading libtorch, and hands every
+//! other command to `runner-engine` (installed beside it) with the same arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::spec::LoadOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Run computer-vision experiments from TOML specs",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  runner experiments/rotation_ssl.toml\n  \
+                  runner experiments/rotation_ssl.toml --set train.epochs=1\n  \
+                  runner validate experiments/rotation_ssl.toml\n  runner list"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run an experiment spec (the same as `runner SPEC`).
+    Run(RunArgs),
+    /// Load and check a spec without running it; prints the resolved spec.
+    Validate(SpecArgs),
+    /// List every component kind with its components.
+    List,
+    /// Time a spec's pretext stage and print one JSON line (used by scripts/bench).
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+pub struct SpecArgs {
+    /// Spec file (TOML).
+    pub spec: Option<PathBuf>,
+    /// Override a spec key, e.g. `--set train.lr=0.05` (repeatable, applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl SpecArgs {
+    /// Builds load options with the process environment, or `None` when no spec was given.
+    pub fn load_options(&self) -> Option<LoadOptions> {
+        Some(LoadOptions {
+            spec_path: self.spec.clone()?,
+            overrides: self.overrides.clone(),
+            env: spec_variables(),
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Folder that relative `data.root` paths are resolved against [env: RUNNER_DATA_DIR;
+    /// default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Folder that run folders are created under [env: RUNNER_RUNS_DIR; default: ./runs].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Log level on the terminal.
+    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Part of the step to time.
+    #[arg(long, value_enum)]
+    pub mode: BenchMode,
+    /// Untimed steps before timing starts.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 40)]
+    pub steps: usize,
+    /// Folder that relative `data.root` paths are resolved against [env: RUNNER_DATA_DIR;
+    /// default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Part of the pretext step that `runner bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchMode {
+    /// The training step as a stage runs it, input pipeline included.
+    EndToEnd,
+    /// The same step repeated on one pre-built batch.
+    Compute,
+    /// Decoding and batched augmentation alone.
+    Data,
+    /// Single-precision matrix products, for the machine's ceiling.
+    Sgemm,
+}
+
+/// Collects the `RUNNER_*` environment variables. Values that are not UTF-8 are converted
+/// lossily and other variables are skipped, so an unrelated variable never stops a run.
+fn spec_variables() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            name.starts_with(crate::spec::ENV_PREFIX)
+                .then(|| (name, value.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// Resolves the data directory: the flag, else `RUNNER_DATA_DIR`, else `./data`.
+pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("RUNNER_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// Runs `runner validate`: prints the resolved spec, or every error with exit code 2.
+pub fn validate(args: &SpecArgs) -> std::process::ExitCode {
+    let Some(options) = args.load_options() else {
+        eprintln!("error: no spec given");
+        return std::process::ExitCode::from(2);
+    };
+    match crate::spec::load(&options) {
+        Ok(loaded) => {
+            print!("{}", loaded.resolved_text());
+            eprintln!("{}: valid", options.spec_path.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints `runner list`.
+pub fn print_list() {
+    for catalogue in crate::catalogue::all() {
+        println!("{}:", catalogue.kind);
+        let width = catalogue
+            .components
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0);
+        for component in catalogue.components {
+            println!("  {:<width$}  {}", component.name, component.doc);
+        }
+        println!();
+    }
+}

@@ -1,0 +1,107 @@
+//! `runner-engine`: the part of the `runner` command line that loads libtorch. The `runner`
+//! front end starts it for `run` and `bench`; it accepts the same arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use runner::cli::{data_dir, print_list, validate, BenchArgs, Cli, Command, RunArgs};
+use runner::logging::{self, progress::ProgressMode};
+use runner::run::{execute, results_table, RunOptions};
+use runner::spec::load;
+use runner::Error;
+
+fn main() -> ExitCode {
+    runner::tune_allocator();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::List) => {
+            print_list();
+            ExitCode::SUCCESS
+        }
+        Some(Command::Validate(args)) => validate(&args),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Bench(args)) => bench(args),
+        None if cli.run.spec.spec.is_some() => run(cli.run),
+        None => {
+            eprintln!("error: no spec given\n\nUsage: runner SPEC [--set KEY=VALUE]... | runner validate SPEC | runner list");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    logging::init(&args.log_level);
+    let Some(options) = args.spec.load_options() else {
+        eprintln!("error: no spec given");
+        return ExitCode::from(2);
+    };
+    let loaded = match load(&options) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let from_env = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    let run_options = RunOptions {
+        data_dir: data_dir(args.data_dir),
+        runs_dir: args
+            .runs_dir
+            .or_else(|| from_env("RUNNER_RUNS_DIR"))
+            .unwrap_or_else(|| PathBuf::from("runs")),
+        progress: ProgressMode::detect(),
+    };
+    match execute(&loaded, &run_options) {
+        Ok(report) => {
+            println!(
+                "\nResults of {} (test accuracy)\n",
+                report.run_dir.display()
+            );
+            print!("{}", results_table(&report));
+            if let Some(pretext) = &report.pretext {
+                println!(
+                    "\npretext: {:.2} % test accuracy on the pretext task, {:.0} images/s",
+                    100.0 * pretext.test_accuracy,
+                    pretext.images_per_second,
+                );
+            }
+            println!("total: {:.1} s", report.wall_seconds);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            match error {
+                Error::Spec(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    logging::init("warn");
+    let Some(options) = args.spec.load_options() else {
+        eprintln!("error: no spec given");
+        return ExitCode::from(2);
+    };
+    let loaded = match load(&options) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = data_dir(args.data_dir);
+    match runner::bench::bench(&loaded.spec, &data_dir, args.mode, args.warmup, args.steps) {
+        Ok(result) => {
+            println!("{}", serde_json::to_string(&result).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

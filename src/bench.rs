@@ -81,6 +81,7 @@ pub fn bench(
         frozen_count: 0,
         depth: spec.model.blocks.len(),
         device,
+        channels_last: spec.device.channels_last,
     };
     let classes = task.classes();
     let network = Network::new(&config, |path, channels| {

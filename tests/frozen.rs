@@ -28,6 +28,7 @@ fn frozen_blocks_keep_checksums() {
         frozen_count: 2,
         depth: 3,
         device: Device::Cpu,
+        channels_last: true,
     };
     let network = Network::new(&config, |path, channels| {
         Head::global_pool_linear(path, channels, 10)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::registry;
@@ -94,17 +94,27 @@ impl ImageSet {
 
     /// Per-channel mean and standard deviation of the pixels scaled to [0, 1].
     pub fn channel_stats(&self) -> (Vec<f64>, Vec<f64>) {
+        // Sums in chunks of images, so that no float copy of the whole set is made (50,000
+        // CIFAR-10 images are 600 MB as floats).
         let channels = self.image_shape()[0];
-        let pixels = self
-            .images
-            .transpose(0, 1)
-            .reshape([channels, -1])
-            .to_kind(Kind::Float)
-            / 255.0;
-        let mean =
-            Vec::<f64>::try_from(pixels.mean_dim(1, false, Kind::Double)).unwrap_or_default();
-        let std = Vec::<f64>::try_from(pixels.std_dim(1, false, false).to_kind(Kind::Double))
-            .unwrap_or_default();
+        let mut sum = Tensor::zeros([channels], (Kind::Double, Device::Cpu));
+        let mut sum_of_squares = Tensor::zeros([channels], (Kind::Double, Device::Cpu));
+        let count = self.len() as i64;
+        let chunk = 2_000;
+        let mut start = 0;
+        while start < count {
+            let length = chunk.min(count - start);
+            let pixels = self.images.narrow(0, start, length).to_kind(Kind::Double) / 255.0;
+            sum += pixels.sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double);
+            sum_of_squares += pixels.square().sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double);
+            start += length;
+        }
+        let size = self.image_shape();
+        let values = (count * size[1] * size[2]).max(1) as f64;
+        let mean = &sum / values;
+        let variance = (&sum_of_squares / values - mean.square()).clamp_min(0.0);
+        let mean = Vec::<f64>::try_from(&mean).unwrap_or_default();
+        let std = Vec::<f64>::try_from(variance.sqrt()).unwrap_or_default();
         (mean, std)
     }
 }

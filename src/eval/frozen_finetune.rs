@@ -28,6 +28,7 @@ pub fn run(ctx: &EvalContext, index: usize, init: Init) -> Result<Vec<EvalResult
         frozen_count,
         depth,
         device: ctx.device,
+        channels_last: ctx.spec.device.channels_last,
     };
     let classes = ctx.classes();
     let mut network = Network::new(&config, |path, channels| {

@@ -39,6 +39,7 @@ pub fn run(ctx: &EvalContext, index: usize, init: Init) -> Result<Vec<EvalResult
         frozen_count: depth,
         depth,
         device: ctx.device,
+        channels_last: ctx.spec.device.channels_last,
     };
     let mut network = Network::new(&config, |path, channels| {
         Head::global_pool_linear(path, channels, 1)

@@ -160,6 +160,7 @@ fn supervised(ctx: &EvalContext, index: usize) -> Result<(f64, String)> {
         frozen_count: 0,
         depth: ctx.spec.model.blocks.len(),
         device: ctx.device,
+        channels_last: ctx.spec.device.channels_last,
     };
     let classes = ctx.classes();
     let network = Network::new(&config, |path, channels| {

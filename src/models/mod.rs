@@ -163,6 +163,7 @@ pub struct Network {
     pub trainable_store: nn::VarStore,
     blocks: Vec<Block>,
     frozen_count: usize,
+    channels_last: bool,
     pub head: Head,
 }
 
@@ -175,6 +176,8 @@ pub struct NetworkConfig<'a> {
     /// Number of leading blocks used (the rest of the backbone is dropped).
     pub depth: usize,
     pub device: Device,
+    /// Convert inputs to channels-last layout (see the spec's `device.channels_last`).
+    pub channels_last: bool,
 }
 
 impl Network {
@@ -204,6 +207,7 @@ impl Network {
             trainable_store,
             blocks,
             frozen_count: config.frozen_count,
+            channels_last: config.channels_last,
             head,
         };
         network.frozen_store.freeze();
@@ -217,7 +221,7 @@ impl Network {
     /// `x`: `[batch, channels, height, width]`; returns the last block's feature map.
     pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
         let mut x = tch::no_grad(|| {
-            let mut x = x.shallow_clone();
+            let mut x = self.layout(x);
             for block in &self.blocks[..self.frozen_count] {
                 x = block.forward(&x, false);
             }
@@ -227,6 +231,18 @@ impl Network {
             x = block.forward(&x, train);
         }
         x
+    }
+
+    /// Returns `x` in the layout the network runs in: the same logical
+    /// `[batch, channels, height, width]` tensor, stored channels-last when configured.
+    /// libtorch reads the layout from the strides, so the permuted copy selects its
+    /// channels-last kernels.
+    fn layout(&self, x: &Tensor) -> Tensor {
+        if self.channels_last {
+            x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+        } else {
+            x.shallow_clone()
+        }
     }
 
     /// Runs the whole network and returns logits `[batch, classes]`.
@@ -334,7 +350,7 @@ impl Network {
     pub fn features_at(&self, x: &Tensor, indices: &[usize]) -> Vec<Tensor> {
         tch::no_grad(|| {
             let mut outputs = Vec::new();
-            let mut x = x.shallow_clone();
+            let mut x = self.layout(x);
             for (index, block) in self.blocks.iter().enumerate() {
                 if outputs.len() == indices.len() {
                     break;

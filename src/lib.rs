@@ -14,9 +14,10 @@ pub mod models;
 pub mod pretext;
 pub mod registry;
 pub mod run;
+pub mod sweep_run;
 pub mod train;
 
-pub use runner_spec::{catalogue, cli, spec};
+pub use runner_spec::{catalogue, cli, spec, sweep};
 
 pub use error::{Error, Result};
 

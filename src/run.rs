@@ -57,8 +57,20 @@ pub struct RunReport {
 /// On failure the folder keeps what was written so far (resolved spec, `run.log`, event
 /// files and checkpoints of finished epochs), and the error is also logged to `run.log`.
 pub fn execute(loaded: &LoadedSpec, options: &RunOptions) -> Result<RunReport> {
+    let timestamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let parent = options.runs_dir.join(&loaded.spec.experiment.name);
+    let name = format!("{timestamp}_{}", run_label(&loaded.overrides));
+    let run_dir = create_unique_dir(&parent, &name)?;
+    execute_at(loaded, &run_dir, options)
+}
+
+/// Runs `loaded` in the existing, empty folder `run_dir` (see [`execute`]).
+pub fn execute_at(loaded: &LoadedSpec, run_dir: &Path, options: &RunOptions) -> Result<RunReport> {
     let spec = &loaded.spec;
-    let run_dir = create_run_dir(loaded, &options.runs_dir)?;
+    let path = run_dir.join("spec.resolved.toml");
+    std::fs::write(&path, loaded.resolved_text())
+        .map_err(|error| Error::io("write", &path, error))?;
+    let run_dir = run_dir.to_path_buf();
     logging::attach_run_log(&run_dir.join("run.log"))?;
     // libtorch errors surface as panics inside tch; turn them into errors so they reach the
     // terminal and run.log like any other failure.
@@ -248,12 +260,8 @@ pub fn select_device(kind: &str) -> Result<Device> {
     }
 }
 
-/// Creates `<runs>/<experiment>/<timestamp>_<label>/` and writes the resolved spec into it.
-fn create_run_dir(loaded: &LoadedSpec, runs_dir: &Path) -> Result<PathBuf> {
-    let spec = &loaded.spec;
-    let timestamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    let label = run_label(&loaded.overrides);
-    let parent = runs_dir.join(&spec.experiment.name);
+/// Creates `parent/name` (or `parent/name_2`, ... when it exists) and returns it.
+pub fn create_unique_dir(parent: &Path, name: &str) -> Result<PathBuf> {
     let create_error = |path: &Path, error| {
         Error::io(
             "create run folder (set `--runs-dir` to a writable folder)",
@@ -261,25 +269,21 @@ fn create_run_dir(loaded: &LoadedSpec, runs_dir: &Path) -> Result<PathBuf> {
             error,
         )
     };
-    std::fs::create_dir_all(&parent).map_err(|error| create_error(&parent, error))?;
+    std::fs::create_dir_all(parent).map_err(|error| create_error(parent, error))?;
     // create_dir fails on an existing folder, so two runs started in the same second never
     // share one.
-    let mut run_dir = parent.join(format!("{timestamp}_{label}"));
+    let mut dir = parent.join(name);
     let mut suffix = 1;
     loop {
-        match std::fs::create_dir(&run_dir) {
-            Ok(()) => break,
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 suffix += 1;
-                run_dir = parent.join(format!("{timestamp}_{label}_{suffix}"));
+                dir = parent.join(format!("{name}_{suffix}"));
             }
-            Err(error) => return Err(create_error(&run_dir, error)),
+            Err(error) => return Err(create_error(&dir, error)),
         }
     }
-    let resolved = loaded.resolved_text();
-    let path = run_dir.join("spec.resolved.toml");
-    std::fs::write(&path, resolved).map_err(|error| Error::io("write", &path, error))?;
-    Ok(run_dir)
 }
 
 /// Folder label: the overrides in order, each as its last key segment and value

@@ -295,11 +295,15 @@ fn bad_inputs_exit_with_clear_errors() {
         },
         Case {
             name: "pooling to nothing",
-            spec: base.replace(
-                "channels = [16]\n\n[[model.blocks]]",
-                "channels = [16]\npool_kernel = 8\npool_stride = 8\n\n[[model.blocks]]",
-            )
-            .replace("name = \"conv1\"\n", "name = \"conv1\"\npool_kernel = 8\npool_stride = 8\n"),
+            spec: base
+                .replace(
+                    "channels = [16]\n\n[[model.blocks]]",
+                    "channels = [16]\npool_kernel = 8\npool_stride = 8\n\n[[model.blocks]]",
+                )
+                .replace(
+                    "name = \"conv1\"\n",
+                    "name = \"conv1\"\npool_kernel = 8\npool_stride = 8\n",
+                ),
             extra: vec![],
             code: 1,
             expected: vec!["block `conv2` pools its 4x4 input to nothing"],

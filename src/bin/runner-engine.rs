@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use runner::cli::{data_dir, print_list, validate, BenchArgs, Cli, Command, RunArgs};
+use runner::cli::{
+    data_dir, dry_run, expand_runs, print_list, validate, BenchArgs, Cli, Command, RunArgs,
+};
 use runner::logging::{self, progress::ProgressMode};
 use runner::run::{execute, results_table, RunOptions};
 use runner::spec::load;
@@ -32,7 +34,19 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    if args.dry_run {
+        return dry_run(&args);
+    }
     logging::init(&args.log_level);
+    let swept = !args.sweeps.is_empty()
+        || args
+            .spec
+            .load_options()
+            .and_then(|o| load(&o).ok())
+            .is_some_and(|l| l.spec.sweep.is_some());
+    if swept {
+        return run_sweep(&args);
+    }
     let Some(options) = args.spec.load_options() else {
         eprintln!("error: no spec given");
         return ExitCode::from(2);
@@ -78,6 +92,55 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
+}
+
+fn run_options(args: &RunArgs) -> RunOptions {
+    RunOptions {
+        data_dir: data_dir(args.data_dir.clone()),
+        runs_dir: args
+            .runs_dir
+            .clone()
+            .or_else(|| std::env::var_os("RUNNER_RUNS_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("runs")),
+        progress: ProgressMode::detect(),
+    }
+}
+
+/// Runs every run of a swept spec; exit code 1 when any failed.
+fn run_sweep(args: &RunArgs) -> ExitCode {
+    let runs = match expand_runs(args) {
+        Ok(runs) => runs,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match runner::sweep_run::execute_sweep(&runs, &run_options(args)) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "\nSweep {} ({} runs)\n",
+        report.sweep_dir.display(),
+        report.runs.len()
+    );
+    println!("{}", runner::sweep_run::sweep_table(&report));
+    let failures: Vec<_> = report.failures().collect();
+    if failures.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("\n{} run(s) failed:", failures.len());
+    for run in failures {
+        eprintln!(
+            "  {}: see {}",
+            run.label,
+            run.run_dir.join("run.log").display()
+        );
+    }
+    ExitCode::FAILURE
 }
 
 fn bench(args: BenchArgs) -> ExitCode {

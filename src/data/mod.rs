@@ -106,7 +106,10 @@ impl ImageSet {
             let length = chunk.min(count - start);
             let pixels = self.images.narrow(0, start, length).to_kind(Kind::Double) / 255.0;
             sum += pixels.sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double);
-            sum_of_squares += pixels.square().sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double);
+            sum_of_squares +=
+                pixels
+                    .square()
+                    .sum_dim_intlist(&[0i64, 2, 3][..], false, Kind::Double);
             start += length;
         }
         let size = self.image_shape();

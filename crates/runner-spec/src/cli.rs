@@ -69,6 +69,13 @@ pub struct RunArgs {
     /// Folder that run folders are created under [env: RUNNER_RUNS_DIR; default: ./runs].
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
+    /// Sweep a spec key over values, e.g. `--sweep train.lr=0.1,0.03` (repeatable; the
+    /// flags form a grid, crossed with the spec's own `[sweep]`).
+    #[arg(long = "sweep", value_name = "KEY=V1,V2")]
+    pub sweeps: Vec<String>,
+    /// Print the runs a spec expands to, with their overrides, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Log level on the terminal.
     #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
@@ -142,6 +149,36 @@ pub fn validate(args: &SpecArgs) -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// Runs `runner SPEC --dry-run`: prints each run of the (possibly swept) spec with its
+/// overrides, or every error with exit code 2.
+pub fn dry_run(args: &RunArgs) -> std::process::ExitCode {
+    match expand_runs(args) {
+        Ok(runs) => {
+            println!("{} run(s):", runs.len());
+            for run in runs {
+                let overrides: Vec<String> = run
+                    .assignments
+                    .iter()
+                    .map(|a| format!("{}={}", a.key, crate::sweep::toml_text(&a.value)))
+                    .collect();
+                println!("  {:<40} {}", run.label, overrides.join(" "));
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads the spec of `args` and expands its sweep (one run when there is none).
+pub fn expand_runs(args: &RunArgs) -> Result<Vec<crate::sweep::SweepRun>, String> {
+    let options = args.spec.load_options().ok_or("no spec given")?;
+    let base = crate::spec::load(&options).map_err(|errors| errors.to_string())?;
+    crate::sweep::expand(&options, &base, &args.sweeps).map_err(|errors| errors.to_string())
 }
 
 /// Prints `runner list`.

@@ -6,3 +6,4 @@
 pub mod catalogue;
 pub mod cli;
 pub mod spec;
+pub mod sweep;

@@ -398,7 +398,7 @@ fn set_layer(flag: &str) -> Result<Layer, SpecError> {
 
 /// Parses an override value as a TOML value (number, boolean, array, quoted string), or
 /// takes it as a bare string when it is not valid TOML.
-fn parse_value(text: &str) -> Value {
+pub fn parse_value(text: &str) -> Value {
     toml::from_str::<Dict>(&format!("value = {text}"))
         .ok()
         .and_then(|mut dict| dict.remove("value"))

@@ -12,7 +12,7 @@ pub mod origin;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, LoadOptions, LoadedSpec, ENV_PREFIX};
+pub use load::{load, parse_value as parse_override_value, LoadOptions, LoadedSpec, ENV_PREFIX};
 pub use origin::{SpecError, SpecErrors};
 
 /// A complete experiment: every key the runner reads, with defaults filled in.
@@ -38,6 +38,9 @@ pub struct Spec {
     pub eval: Vec<EvalSpec>,
     #[serde(default)]
     pub device: DeviceSpec,
+    /// Hyperparameter sweep over the keys above (see [`crate::sweep`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::SweepSpec>,
 }
 
 /// Name and seed of the experiment.

@@ -14,6 +14,8 @@ pub enum Origin {
     Env(String),
     /// A `--set KEY=VALUE` flag, as given.
     CommandLine(String),
+    /// A `--sweep KEY=VALUES` flag, as given.
+    SweepFlag(String),
     /// No layer set the key, so the built-in default applies.
     Default,
 }
@@ -28,6 +30,7 @@ impl fmt::Display for Origin {
             Origin::File { path, line: None } => write!(f, "{}", path.display()),
             Origin::Env(name) => write!(f, "environment variable {name}"),
             Origin::CommandLine(flag) => write!(f, "command line `--set {flag}`"),
+            Origin::SweepFlag(flag) => write!(f, "command line `--sweep {flag}`"),
             Origin::Default => write!(f, "built-in default"),
         }
     }

@@ -1,0 +1,536 @@
+//! Hyperparameter sweeps: a `[sweep]` table in the spec and `--sweep KEY=V1,V2` flags
+//! expand into runs, each a set of overrides applied like `--set` on top of the spec.
+//!
+//! - `grid`: the cartesian product of `[sweep.grid]`, `"train.lr" = [0.1, 0.03]`;
+//! - `random`: `trials` draws from `[sweep.random."train.lr"]` distributions (`uniform`,
+//!   `log_uniform`, `int`, `choice`), seeded by `seed`;
+//! - `list`: the explicit override sets of `[[sweep.list]]`.
+//!
+//! `--sweep` flags add a grid that is crossed with the spec's runs. Every run is loaded and
+//! checked like a spec with `--set` overrides; errors in a swept key point at the line of the
+//! `[sweep]` table (or the flag) that produced it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::value::Value;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::origin::{line_in_file, Origin, SpecError, SpecErrors};
+use crate::spec::{load, LoadOptions, LoadedSpec};
+
+/// The `[sweep]` table of a spec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepSpec {
+    /// `grid`, `random` or `list`.
+    pub kind: String,
+    /// `grid`: values of each dotted spec key.
+    pub grid: BTreeMap<String, Vec<Value>>,
+    /// `random`: the distribution of each dotted spec key.
+    pub random: BTreeMap<String, Distribution>,
+    /// `random`: number of runs drawn.
+    pub trials: usize,
+    /// `random`: seed of the draws.
+    pub seed: u64,
+    /// `list`: one table of dotted keys and values per run.
+    pub list: Vec<BTreeMap<String, Value>>,
+}
+
+/// A distribution of `[sweep.random]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    /// `uniform`, `log_uniform` (both over floats in [low, high]), `int` (integers in
+    /// [low, high]) or `choice` (one of `values`).
+    pub distribution: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<Value>>,
+}
+
+/// One override of a run and where it came from.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// Dotted spec key.
+    pub key: String,
+    pub value: Value,
+    /// Spec key of the sweep entry that produced it (`sweep.grid.train.lr`), or the
+    /// `--sweep` flag.
+    pub source: Source,
+}
+
+/// Where a swept value was defined.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The key path of the entry in the spec's `[sweep]` table.
+    Spec(Vec<String>),
+    /// A `--sweep` flag, as given.
+    Flag(String),
+}
+
+/// One run of a sweep: its overrides, folder label and loaded spec.
+#[derive(Debug, Clone)]
+pub struct SweepRun {
+    pub assignments: Vec<Assignment>,
+    /// Folder name that says what differs, such as `lr=0.03,width=64`.
+    pub label: String,
+    pub loaded: LoadedSpec,
+}
+
+/// Expands the sweep of `base` (the spec loaded without sweep values) and the `--sweep`
+/// flags into runs, loading and checking each one.
+///
+/// # Errors
+///
+/// Every problem of the sweep definition and of each run's spec, located at the sweep entry
+/// or flag that caused it.
+pub fn expand(
+    options: &LoadOptions,
+    base: &LoadedSpec,
+    flags: &[String],
+) -> Result<Vec<SweepRun>, SpecErrors> {
+    let spec_path = options.spec_path.clone();
+    let fail = |errors| SpecErrors {
+        spec_path: spec_path.clone(),
+        errors,
+    };
+    let sweep_file = base
+        .files
+        .last()
+        .cloned()
+        .unwrap_or_else(|| spec_path.clone());
+    let mut errors = Vec::new();
+    let mut sets = match &base.spec.sweep {
+        Some(sweep) => spec_sets(sweep, &sweep_file, &mut errors),
+        None => vec![Vec::new()],
+    };
+    let flag_grid = flag_sets(flags, &mut errors);
+    if !flag_grid.is_empty() {
+        sets = cross(&sets, &flag_grid);
+    }
+
+    let mut runs = Vec::new();
+    let mut labels = BTreeMap::new();
+    for assignments in sets {
+        let mut run_options = options.clone();
+        let generated: Vec<(String, &Assignment)> = assignments
+            .iter()
+            .map(|a| (format!("{}={}", a.key, toml_text(&a.value)), a))
+            .collect();
+        run_options
+            .overrides
+            .extend(generated.iter().map(|(flag, _)| flag.clone()));
+        match load(&run_options) {
+            Ok(mut loaded) => {
+                loaded.spec.sweep = None;
+                let mut label = run_label(&assignments);
+                let count = labels.entry(label.clone()).or_insert(0);
+                *count += 1;
+                if *count > 1 {
+                    label = format!("{label}_{count}");
+                }
+                runs.push(SweepRun {
+                    assignments,
+                    label,
+                    loaded,
+                });
+            }
+            Err(run_errors) => {
+                for mut error in run_errors.errors {
+                    relocate(&mut error, &generated, &sweep_file);
+                    if !errors.contains(&error) {
+                        errors.push(error);
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(runs)
+    } else {
+        Err(fail(errors))
+    }
+}
+
+/// Points an error caused by a generated override at the sweep entry or flag behind it.
+fn relocate(error: &mut SpecError, generated: &[(String, &Assignment)], sweep_file: &Path) {
+    let Origin::CommandLine(flag) = &error.origin else {
+        return;
+    };
+    let Some((_, assignment)) = generated.iter().find(|(text, _)| text == flag) else {
+        return;
+    };
+    error.origin = match &assignment.source {
+        Source::Spec(path) => Origin::File {
+            path: sweep_file.to_path_buf(),
+            line: line_in_file(sweep_file, path),
+        },
+        Source::Flag(flag) => Origin::SweepFlag(flag.clone()),
+    };
+}
+
+/// Override sets of the spec's `[sweep]` table.
+fn spec_sets(sweep: &SweepSpec, file: &Path, errors: &mut Vec<SpecError>) -> Vec<Vec<Assignment>> {
+    let mut problem = |path: Vec<String>, message: String| {
+        errors.push(SpecError {
+            origin: Origin::File {
+                path: file.to_path_buf(),
+                line: line_in_file(file, &path),
+            },
+            key: path.join("."),
+            message,
+            hint: None,
+        });
+    };
+    let at = |parts: &[&str]| {
+        parts
+            .iter()
+            .map(|part| part.to_string())
+            .collect::<Vec<_>>()
+    };
+    let unused = |table: &str, present: bool, problem: &mut dyn FnMut(Vec<String>, String)| {
+        if present {
+            problem(
+                at(&["sweep", table]),
+                format!("`sweep.{table}` is not used by `kind = \"{}\"`", sweep.kind),
+            );
+        }
+    };
+    match sweep.kind.as_str() {
+        "grid" => {
+            unused("random", !sweep.random.is_empty(), &mut problem);
+            unused("list", !sweep.list.is_empty(), &mut problem);
+            let mut axes = Vec::new();
+            for (key, values) in &sweep.grid {
+                let path = at(&["sweep", "grid", key]);
+                if values.is_empty() {
+                    problem(
+                        path,
+                        "expected at least one value, found an empty list".into(),
+                    );
+                    continue;
+                }
+                let axis = values
+                    .iter()
+                    .map(|value| vec![assignment(key, value.clone(), &path)])
+                    .collect::<Vec<_>>();
+                axes.push(axis);
+            }
+            if sweep.grid.is_empty() {
+                problem(
+                    at(&["sweep", "grid"]),
+                    "expected at least one key to sweep".into(),
+                );
+            }
+            axes.iter()
+                .fold(vec![Vec::new()], |sets, axis| cross(&sets, axis))
+        }
+        "random" => {
+            unused("grid", !sweep.grid.is_empty(), &mut problem);
+            unused("list", !sweep.list.is_empty(), &mut problem);
+            if sweep.trials == 0 {
+                problem(
+                    at(&["sweep", "trials"]),
+                    "expected 1 or more trials, found 0".into(),
+                );
+            }
+            for (key, distribution) in &sweep.random {
+                if let Err(message) = check_distribution(distribution) {
+                    problem(at(&["sweep", "random", key]), message);
+                }
+            }
+            if sweep.random.is_empty() {
+                problem(
+                    at(&["sweep", "random"]),
+                    "expected at least one key to sweep".into(),
+                );
+            }
+            let mut rng = rand::rngs::StdRng::seed_from_u64(sweep.seed);
+            (0..sweep.trials)
+                .map(|_| {
+                    sweep
+                        .random
+                        .iter()
+                        .filter(|(_, distribution)| check_distribution(distribution).is_ok())
+                        .map(|(key, distribution)| {
+                            let path = at(&["sweep", "random", key]);
+                            assignment(key, sample(distribution, &mut rng), &path)
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+        "list" => {
+            unused("grid", !sweep.grid.is_empty(), &mut problem);
+            unused("random", !sweep.random.is_empty(), &mut problem);
+            if sweep.list.is_empty() {
+                problem(
+                    at(&["sweep", "list"]),
+                    "expected at least one run, found none".into(),
+                );
+            }
+            sweep
+                .list
+                .iter()
+                .enumerate()
+                .map(|(index, entries)| {
+                    entries
+                        .iter()
+                        .map(|(key, value)| {
+                            let path = at(&["sweep", "list", &index.to_string(), key]);
+                            assignment(key, value.clone(), &path)
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+        other => {
+            problem(
+                at(&["sweep", "kind"]),
+                format!("unknown sweep kind `{other}`; expected `grid`, `random` or `list`"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn assignment(key: &str, value: Value, path: &[String]) -> Assignment {
+    Assignment {
+        key: key.to_string(),
+        value,
+        source: Source::Spec(path.to_vec()),
+    }
+}
+
+/// Grid of `--sweep KEY=V1,V2,...` flags (values parsed as TOML, split at top-level
+/// commas).
+fn flag_sets(flags: &[String], errors: &mut Vec<SpecError>) -> Vec<Vec<Assignment>> {
+    let mut axes: Vec<Vec<Vec<Assignment>>> = Vec::new();
+    for flag in flags {
+        let invalid = |message: &str| SpecError {
+            origin: Origin::SweepFlag(flag.clone()),
+            key: String::new(),
+            message: message.into(),
+            hint: Some("write sweeps as `--sweep section.key=value1,value2`".into()),
+        };
+        let Some((key, values)) = flag.split_once('=') else {
+            errors.push(invalid("missing `=`"));
+            continue;
+        };
+        let values: Vec<Value> = split_top_level(values)
+            .into_iter()
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| crate::spec::parse_override_value(text.trim()))
+            .collect();
+        if values.is_empty() {
+            errors.push(invalid("expected at least one value"));
+            continue;
+        }
+        let axis = values
+            .into_iter()
+            .map(|value| {
+                vec![Assignment {
+                    key: key.trim().to_string(),
+                    value,
+                    source: Source::Flag(flag.clone()),
+                }]
+            })
+            .collect();
+        axes.push(axis);
+    }
+    if axes.is_empty() {
+        return Vec::new();
+    }
+    axes.iter()
+        .fold(vec![Vec::new()], |sets, axis| cross(&sets, axis))
+}
+
+/// Splits at commas outside brackets and quotes, so `[0, 180],[0, 90]` is two values.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0);
+    let mut parts = Vec::new();
+    for (index, ch) in text.char_indices() {
+        match ch {
+            '"' | '\'' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                parts.push(&text[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// Every combination of one set from `left` and one from `right`, `left` varying slowest.
+fn cross(left: &[Vec<Assignment>], right: &[Vec<Assignment>]) -> Vec<Vec<Assignment>> {
+    let mut sets = Vec::new();
+    for first in left {
+        for second in right {
+            sets.push(first.iter().chain(second).cloned().collect());
+        }
+    }
+    sets
+}
+
+fn check_distribution(distribution: &Distribution) -> Result<(), String> {
+    let bounds = || match (distribution.low, distribution.high) {
+        (Some(low), Some(high)) if low <= high => Ok((low, high)),
+        (Some(low), Some(high)) => Err(format!("`low` ({low}) is greater than `high` ({high})")),
+        _ => Err(format!(
+            "`{}` needs `low` and `high`",
+            distribution.distribution
+        )),
+    };
+    match distribution.distribution.as_str() {
+        "uniform" => bounds().map(|_| ()),
+        "log_uniform" => {
+            let (low, _) = bounds()?;
+            if low <= 0.0 {
+                return Err(format!("`log_uniform` needs `low` above 0, found {low}"));
+            }
+            Ok(())
+        }
+        "int" => {
+            let (low, high) = bounds()?;
+            if low.fract() != 0.0 || high.fract() != 0.0 {
+                return Err("`int` needs integer `low` and `high`".into());
+            }
+            Ok(())
+        }
+        "choice" => match &distribution.values {
+            Some(values) if !values.is_empty() => Ok(()),
+            _ => Err("`choice` needs a non-empty `values` list".into()),
+        },
+        other => Err(format!(
+            "unknown distribution `{other}`; expected `uniform`, `log_uniform`, `int` or `choice`"
+        )),
+    }
+}
+
+/// Draws one value; `distribution` must have passed [`check_distribution`].
+fn sample(distribution: &Distribution, rng: &mut impl Rng) -> Value {
+    let low = distribution.low.unwrap_or(0.0);
+    let high = distribution.high.unwrap_or(low);
+    match distribution.distribution.as_str() {
+        "uniform" => Value::from(low + (high - low) * rng.gen::<f64>()),
+        "log_uniform" => Value::from((low.ln() + (high.ln() - low.ln()) * rng.gen::<f64>()).exp()),
+        "int" => Value::from(rng.gen_range(low as i64..=high as i64)),
+        _ => {
+            let values = distribution.values.as_deref().unwrap_or_default();
+            values[rng.gen_range(0..values.len())].clone()
+        }
+    }
+}
+
+/// TOML text of an override value.
+pub fn toml_text(value: &Value) -> String {
+    match toml::Value::try_from(value) {
+        Ok(toml::Value::Float(number)) => format!("{number:?}"),
+        Ok(other) => other.to_string(),
+        Err(_) => format!("{value:?}"),
+    }
+}
+
+/// Folder label of a run: `lastkey=value` per swept key, floats with 4 significant digits.
+fn run_label(assignments: &[Assignment]) -> String {
+    if assignments.is_empty() {
+        return "default".into();
+    }
+    let parts: Vec<String> = assignments
+        .iter()
+        .map(|a| {
+            let name = a.key.rsplit('.').next().unwrap_or(&a.key);
+            let value = match toml::Value::try_from(&a.value) {
+                Ok(toml::Value::Float(number)) => short_float(number),
+                Ok(toml::Value::String(text)) => text,
+                Ok(toml::Value::Array(items)) => items
+                    .iter()
+                    .map(|item| item.to_string().trim_matches('"').to_string())
+                    .collect::<Vec<_>>()
+                    .join("-"),
+                _ => toml_text(&a.value),
+            };
+            format!("{name}={value}")
+        })
+        .collect();
+    parts
+        .join(",")
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || "=.,_-".contains(ch) {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect()
+}
+
+/// Formats a float with 4 decimals, or 4 significant digits in scientific notation when it
+/// is very large or very small, without trailing zeros.
+fn short_float(number: f64) -> String {
+    let trim = |text: &str| text.trim_end_matches('0').trim_end_matches('.').to_string();
+    if number != 0.0 && (number.abs() >= 1e4 || number.abs() < 1e-3) {
+        let text = format!("{number:.3e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        format!("{}e{exponent}", trim(mantissa))
+    } else {
+        trim(&format!("{number:.4}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_top_level_keeps_lists() {
+        assert_eq!(split_top_level("0.1,0.03"), vec!["0.1", "0.03"]);
+        assert_eq!(
+            split_top_level("[0, 180],[0, 90]"),
+            vec!["[0, 180]", "[0, 90]"]
+        );
+        assert_eq!(split_top_level("\"a,b\",c"), vec!["\"a,b\"", "c"]);
+    }
+
+    #[test]
+    fn run_label_shortens_values() {
+        let assignments = vec![
+            Assignment {
+                key: "train.lr".into(),
+                value: Value::from(0.030000001),
+                source: Source::Flag(String::new()),
+            },
+            Assignment {
+                key: "model.blocks.0.kind".into(),
+                value: Value::from("nin".to_string()),
+                source: Source::Flag(String::new()),
+            },
+        ];
+        assert_eq!(run_label(&assignments), "lr=0.03,kind=nin");
+    }
+
+    #[test]
+    fn short_float_cases() {
+        let cases = [
+            (0.1, "0.1"),
+            (1e30, "1e30"),
+            (0.00042, "4.2e-4"),
+            (0.0042, "0.0042"),
+            (2.0, "2"),
+        ];
+        for (number, expected) in cases {
+            assert_eq!(short_float(number), expected, "{number}");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Sweep expansion (grid, seeded random, list, flags) and a real sweep with a failing run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{data_dir, runner, stderr, stdout, tiny_spec};
+use runner::spec::{load, LoadOptions};
+use runner::sweep::{expand, toml_text, SweepRun};
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("sweep.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn expand_text(text: &str, flags: &[&str]) -> Result<Vec<SweepRun>, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LoadOptions {
+        spec_path: write(dir.path(), text),
+        ..LoadOptions::default()
+    };
+    let base = load(&options).map_err(|e| e.to_string())?;
+    let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    expand(&options, &base, &flags).map_err(|e| e.to_string())
+}
+
+fn overrides(runs: &[SweepRun]) -> Vec<String> {
+    runs.iter()
+        .map(|run| {
+            run.assignments
+                .iter()
+                .map(|a| format!("{}={}", a.key, toml_text(&a.value)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn expansion_cases() {
+    let cases: Vec<(&str, &str, Vec<&str>, Vec<&str>)> = vec![
+        ("no sweep", "", vec![], vec![""]),
+        (
+            "grid",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = [0.1, 0.03]\n\"train.epochs\" = [1, 2]\n",
+            vec![],
+            vec![
+                "train.epochs=1 train.lr=0.1",
+                "train.epochs=1 train.lr=0.03",
+                "train.epochs=2 train.lr=0.1",
+                "train.epochs=2 train.lr=0.03",
+            ],
+        ),
+        (
+            "list",
+            "[sweep]\nkind = \"list\"\n[[sweep.list]]\n\"train.lr\" = 0.5\n[[sweep.list]]\n\"train.lr\" = 0.2\n\"train.momentum\" = 0.0\n\"train.nesterov\" = false\n",
+            vec![],
+            vec!["train.lr=0.5", "train.lr=0.2 train.momentum=0.0 train.nesterov=false"],
+        ),
+        (
+            "flags only",
+            "",
+            vec!["train.lr=0.1,0.2", "pretext.angles=[0, 180],[0, 90]"],
+            vec![
+                "train.lr=0.1 pretext.angles=[0, 180]",
+                "train.lr=0.1 pretext.angles=[0, 90]",
+                "train.lr=0.2 pretext.angles=[0, 180]",
+                "train.lr=0.2 pretext.angles=[0, 90]",
+            ],
+        ),
+        (
+            "flags crossed with list",
+            "[sweep]\nkind = \"list\"\n[[sweep.list]]\n\"train.lr\" = 0.5\n",
+            vec!["train.epochs=1,2"],
+            vec!["train.lr=0.5 train.epochs=1", "train.lr=0.5 train.epochs=2"],
+        ),
+    ];
+    for (name, text, flags, expected) in cases {
+        let runs = expand_text(text, &flags).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(overrides(&runs), expected, "{name}");
+    }
+}
+
+#[test]
+fn random_is_seeded_and_in_range() {
+    let text = "[sweep]\nkind = \"random\"\ntrials = 20\nseed = 3\n\
+                [sweep.random.\"train.lr\"]\ndistribution = \"log_uniform\"\nlow = 0.001\nhigh = 0.1\n\
+                [sweep.random.\"train.batch_size\"]\ndistribution = \"int\"\nlow = 16\nhigh = 64\n\
+                [sweep.random.\"train.optimizer\"]\ndistribution = \"choice\"\nvalues = [\"sgd\", \"adam\"]\n";
+    let first = expand_text(text, &[]).unwrap();
+    let second = expand_text(text, &[]).unwrap();
+    assert_eq!(first.len(), 20);
+    assert_eq!(
+        overrides(&first),
+        overrides(&second),
+        "same seed, same runs"
+    );
+    let other = expand_text(&text.replace("seed = 3", "seed = 4"), &[]).unwrap();
+    assert_ne!(
+        overrides(&first),
+        overrides(&other),
+        "another seed, other runs"
+    );
+    for run in &first {
+        let train = &run.loaded.spec.train;
+        assert!(train.lr >= 0.001, "{}", train.lr);
+        assert!(train.lr <= 0.1, "{}", train.lr);
+        assert!(
+            (16..=64).contains(&train.batch_size),
+            "{}",
+            train.batch_size
+        );
+        assert!(["sgd", "adam"].contains(&train.optimizer.as_str()));
+    }
+    let labels: std::collections::HashSet<&str> = first.iter().map(|r| r.label.as_str()).collect();
+    assert_eq!(labels.len(), 20, "labels are unique");
+}
+
+#[test]
+fn invalid_sweeps_report_located_errors() {
+    let cases: Vec<(&str, &str, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "unknown key",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lrr\" = [0.1]\n",
+            vec![],
+            vec!["sweep.toml:4", "`train.lrr`", "did you mean `lr`?"],
+        ),
+        (
+            "empty values",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = []\n",
+            vec![],
+            vec!["sweep.toml:4", "empty list"],
+        ),
+        (
+            "low above high",
+            "[sweep]\nkind = \"random\"\ntrials = 2\n[sweep.random.\"train.lr\"]\ndistribution = \"uniform\"\nlow = 0.5\nhigh = 0.1\n",
+            vec![],
+            vec!["sweep.toml:4", "`low` (0.5) is greater than `high` (0.1)"],
+        ),
+        (
+            "invalid value",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = [0.1, -1.0]\n",
+            vec![],
+            vec!["sweep.toml:4", "positive learning rate"],
+        ),
+        (
+            "bad flag key",
+            "",
+            vec!["train.lrr=1,2"],
+            vec!["command line `--sweep train.lrr=1,2`", "did you mean `lr`?"],
+        ),
+        ("flag without values", "", vec!["train.lr="], vec!["expected at least one value"]),
+        (
+            "unknown kind",
+            "[sweep]\nkind = \"bayes\"\n",
+            vec![],
+            vec!["sweep.toml:2", "unknown sweep kind `bayes`"],
+        ),
+    ];
+    for (name, text, flags, fragments) in cases {
+        let report = match expand_text(text, &flags) {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(report) => report,
+        };
+        for fragment in fragments {
+            assert!(
+                report.contains(fragment),
+                "{name}: `{fragment}` not in:\n{report}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sweep_records_failed_run_and_continues() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("tiny.toml");
+    std::fs::write(
+        &spec,
+        tiny_spec(128, 40)
+            .replace("[[eval]]", "[[unused]]")
+            .split("[[unused]]")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let runs = work.path().join("runs");
+    let data = data_dir();
+    let args = [
+        spec.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runs-dir",
+        runs.to_str().unwrap(),
+        "--set",
+        "train.nesterov=false",
+        "--sweep",
+        "train.lr=1e30,0.05",
+    ];
+    let dry = runner(work.path(), &[&args[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stdout(&dry).contains("2 run(s)"), "{}", stdout(&dry));
+
+    let output = runner(work.path(), &args);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("1 run(s) failed"), "{message}");
+    assert!(message.contains("lr=1e30"), "{message}");
+
+    let sweeps: Vec<PathBuf> = std::fs::read_dir(runs.join("tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(sweeps.len(), 1);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweeps[0].join("sweep.json")).unwrap())
+            .unwrap();
+    let states: Vec<&str> = report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["failed", "done"]);
+    let error = report["runs"][0]["error"].as_str().unwrap();
+    assert!(error.contains("loss is"), "{error}");
+    for label in ["lr=1e30", "lr=0.05"] {
+        assert!(
+            sweeps[0].join(label).join("spec.resolved.toml").is_file(),
+            "{label}"
+        );
+    }
+    assert!(sweeps[0]
+        .join("lr=0.05/pretext/checkpoint.safetensors")
+        .is_file());
+}

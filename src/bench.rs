@@ -174,7 +174,7 @@ fn result(
         train_flops_per_image: train_flops,
         decode_images_per_second: decode,
         threads: tch::get_num_threads(),
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: crate::train::peak_rss_mib(),
     }
 }
 
@@ -217,14 +217,4 @@ pub fn sgemm_gflops(device: Device, warmup: usize, steps: usize) -> f64 {
     let _ = out.double_value(&[0, 0]);
     let seconds = started.elapsed().as_secs_f64();
     2.0 * (size * size * size) as f64 * repeats as f64 / seconds / 1e9
-}
-
-fn peak_rss_mib() -> f64 {
-    // SAFETY: getrusage writes into the zero-initialised struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    usage.ru_maxrss as f64 / 1024.0
 }

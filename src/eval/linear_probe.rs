@@ -106,9 +106,12 @@ fn pooled_features(
     block_index: usize,
     pool: i64,
 ) -> Tensor {
-    let mut parts = Vec::new();
-    let mut start = 0i64;
+    // The result is allocated once and filled batch by batch: keeping one small tensor per
+    // batch instead splits the large freed activation buffers in the heap, which took a
+    // CIFAR-10 probe on conv1 from 0.6 GB to 2.5 GB of resident memory.
     let count = set.len() as i64;
+    let mut output: Option<Tensor> = None;
+    let mut start = 0i64;
     while start < count {
         let length = (EVAL_BATCH as i64).min(count - start);
         let inputs = augmenter.eval(&set.images.narrow(0, start, length));
@@ -117,9 +120,12 @@ fn pooled_features(
                 .adaptive_avg_pool2d([pool, pool])
                 .flatten(1, -1)
                 .to_kind(Kind::Float);
-            parts.push(pooled);
+            let output = output.get_or_insert_with(|| {
+                Tensor::zeros([count, pooled.size()[1]], (Kind::Float, pooled.device()))
+            });
+            output.narrow(0, start, length).copy_(&pooled);
         }
         start += length;
     }
-    Tensor::cat(&parts, 0)
+    output.unwrap_or_else(|| Tensor::zeros([0, 0], (Kind::Float, tch::Device::Cpu)))
 }

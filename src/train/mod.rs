@@ -75,6 +75,8 @@ pub struct StageSummary {
     pub seconds: f64,
     /// Training inputs per second (after pretext expansion), over the whole stage.
     pub images_per_second: f64,
+    /// Peak resident memory of the process so far, in MiB.
+    pub peak_rss_mib: f64,
 }
 
 /// Number of optimiser steps in one epoch of `examples` with `batch_size`. The last partial
@@ -132,6 +134,7 @@ pub fn fit(
         test_accuracy: f64::NAN,
         seconds: 0.0,
         images_per_second: 0.0,
+        peak_rss_mib: 0.0,
     };
     for epoch in 1..=train.epochs {
         let label = format!("{} epoch {epoch}/{}", stage.name, train.epochs);
@@ -202,7 +205,25 @@ pub fn fit(
     }
     summary.seconds = started.elapsed().as_secs_f64();
     summary.images_per_second = inputs_seen as f64 / summary.seconds.max(1e-9);
+    summary.peak_rss_mib = peak_rss_mib();
+    tracing::info!(
+        "{}: finished in {:.1} s, peak memory so far {:.0} MiB",
+        stage.name,
+        summary.seconds,
+        summary.peak_rss_mib
+    );
     Ok(summary)
+}
+
+/// Peak resident memory of this process, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    // SAFETY: getrusage writes into the zero-initialised struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    usage.ru_maxrss as f64 / 1024.0
 }
 
 /// Accuracy of `logits` against `targets`: (correct, count).

@@ -7,8 +7,8 @@
 //! - `list`: the explicit override sets of `[[sweep.list]]`.
 //!
 //! `--sweep` flags add a grid that is crossed with the spec's runs. Every run is loaded and
-//! checked like a spec with `--set` overrides; errors in a swept key point at the line of the
-//! `[sweep]` table (or the flag) that produced it.
+//! checked like a spec with `--set` overrides. An error in a swept key points at the line of
+//! the `[sweep]` entry (or the flag) that produced it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -64,7 +64,7 @@ pub struct Assignment {
     pub source: Source,
 }
 
-/// Where a swept value was defined.
+/// Origin of a swept value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
     /// The key path of the entry in the spec's `[sweep]` table.
@@ -370,7 +370,8 @@ fn split_top_level(text: &str) -> Vec<&str> {
     parts
 }
 
-/// Every combination of one set from `left` and one from `right`, `left` varying slowest.
+/// Builds every combination of one set from `left` and one from `right`, `left` varying
+/// slowest.
 fn cross(left: &[Vec<Assignment>], right: &[Vec<Assignment>]) -> Vec<Vec<Assignment>> {
     let mut sets = Vec::new();
     for first in left {

@@ -168,6 +168,8 @@ fn tiny_run_writes_events_and_metrics() {
         *inits
             .entry(row["init"].as_str().unwrap().to_string())
             .or_default() += 1;
+        let seconds = row["seconds"].as_f64().unwrap();
+        assert!(seconds > 0.0, "stage time missing: {row}");
     }
     assert_eq!(inits["pretrained"], 3);
     assert_eq!(inits["random_init"], 3);

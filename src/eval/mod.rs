@@ -73,7 +73,7 @@ pub struct EvalContext<'a> {
     pub pretrained: &'a crate::models::Checkpoint,
     /// Supervised baselines already trained in this run, by labels per class and training
     /// settings, so two protocols with the same labels share one.
-    pub supervised_done: RefCell<HashMap<String, (f64, String)>>,
+    pub supervised_done: RefCell<HashMap<String, SupervisedResult>>,
 }
 
 impl EvalContext<'_> {
@@ -124,15 +124,15 @@ pub fn run_eval(ctx: &EvalContext, index: usize) -> Result<Vec<EvalResult>> {
         match baseline.as_str() {
             "random_init" => results.extend((protocol.build)(ctx, index, Init::RandomInit)?),
             "supervised" => {
-                let (accuracy, stage_dir) = supervised(ctx, index)?;
+                let done = supervised(ctx, index)?;
                 let rows: Vec<EvalResult> = results
                     .iter()
                     .filter(|row| row.init == Init::Pretrained.name())
                     .map(|row| EvalResult {
                         init: "supervised".into(),
-                        test_accuracy: accuracy,
-                        seconds: 0.0,
-                        stage_dir: stage_dir.clone(),
+                        test_accuracy: done.test_accuracy,
+                        seconds: done.seconds,
+                        stage_dir: done.stage_dir.clone(),
                         ..row.clone()
                     })
                     .collect();
@@ -144,10 +144,19 @@ pub fn run_eval(ctx: &EvalContext, index: usize) -> Result<Vec<EvalResult>> {
     Ok(results)
 }
 
-/// Trains the whole network end-to-end on the labelled subset of evaluation `index` and
-/// returns its test accuracy and stage folder (that of an earlier evaluation when one with
-/// the same labels and settings already trained it).
-fn supervised(ctx: &EvalContext, index: usize) -> Result<(f64, String)> {
+/// Figures of a supervised baseline stage.
+#[derive(Debug, Clone)]
+pub struct SupervisedResult {
+    pub test_accuracy: f64,
+    pub seconds: f64,
+    /// Stage folder, relative to the run folder.
+    pub stage_dir: String,
+}
+
+/// Trains the whole network end-to-end on the labelled subset of evaluation `index`. When
+/// an earlier evaluation with the same labels and settings already trained it, its result
+/// is returned instead.
+fn supervised(ctx: &EvalContext, index: usize) -> Result<SupervisedResult> {
     let eval = &ctx.spec.eval[index];
     let key = format!("{}:{:?}", eval.labels_per_class, eval.train);
     if let Some(done) = ctx.supervised_done.borrow().get(&key) {
@@ -180,10 +189,11 @@ fn supervised(ctx: &EvalContext, index: usize) -> Result<(f64, String)> {
     };
     let stage = ctx.stage(eval, index, &["supervised"]);
     let summary = fit(&stage, &network.trainable_store, &mut objective)?;
-    let done = (
-        summary.test_accuracy,
-        format!("{}/supervised", eval.stage_name()),
-    );
+    let done = SupervisedResult {
+        test_accuracy: summary.test_accuracy,
+        seconds: summary.seconds,
+        stage_dir: format!("{}/supervised", eval.stage_name()),
+    };
     ctx.supervised_done.borrow_mut().insert(key, done.clone());
     Ok(done)
 }

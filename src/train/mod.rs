@@ -30,7 +30,7 @@ pub struct BatchLoss {
     pub count: i64,
 }
 
-/// What a stage trains.
+/// The maths of a stage: its data, loss and accuracy.
 pub trait Objective {
     /// Number of training examples in one epoch.
     fn train_len(&self) -> usize;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use runner_spec::cli::{dry_run, print_list, validate, Cli, Command};
+use runner_spec::cli::{dry_run, print_list, report, validate, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Validate(args)) => validate(&args),
+        Some(Command::Report(args)) => report(&args),
         Some(Command::Run(args)) if args.dry_run => dry_run(&args),
         None if cli.run.dry_run => dry_run(&cli.run),
         None if cli.run.spec.spec.is_none() => {

@@ -18,7 +18,8 @@ pub struct RunRecord {
     /// `done` or `failed`.
     pub state: String,
     pub run_dir: PathBuf,
-    /// Test accuracy of each evaluation row, as `<eval>/<block>/<init>`.
+    /// Test accuracy of each evaluation row, as `<eval>/<block>/<init>`, then of the
+    /// pretext task as `pretext`.
     pub metrics: Vec<(String, f64)>,
     pub error: Option<String>,
     pub seconds: Option<f64>,
@@ -72,6 +73,12 @@ pub fn execute_sweep(runs: &[SweepRun], options: &RunOptions) -> Result<SweepRep
                             row.test_accuracy,
                         )
                     })
+                    .chain(
+                        result
+                            .pretext
+                            .iter()
+                            .map(|p| ("pretext".to_string(), p.test_accuracy)),
+                    )
                     .collect(),
                 error: None,
                 seconds: Some(result.wall_seconds),

@@ -234,4 +234,17 @@ fn sweep_records_failed_run_and_continues() {
     assert!(sweeps[0]
         .join("lr=0.05/pretext/checkpoint.safetensors")
         .is_file());
+
+    let report = runner(work.path(), &["report", sweeps[0].to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let table = stdout(&report);
+    assert!(table.contains("| lr=0.05 * | 0.05 | done |"), "{table}");
+    assert!(table.contains("Failed runs (1):"), "{table}");
+    let csv = runner(
+        work.path(),
+        &["report", sweeps[0].to_str().unwrap(), "--format", "csv"],
+    );
+    let csv = stdout(&csv);
+    assert!(csv.starts_with("run,train.lr,state,"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
 }

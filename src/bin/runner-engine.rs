@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Validate(args)) => validate(&args),
+        Some(Command::Report(args)) => runner::cli::report(&args),
         Some(Command::Run(args)) => run(args),
         Some(Command::Bench(args)) => bench(args),
         None if cli.run.spec.spec.is_some() => run(cli.run),

@@ -36,6 +36,34 @@ pub enum Command {
     List,
     /// Time a spec's pretext stage and print one JSON line (used by scripts/bench).
     Bench(BenchArgs),
+    /// Print a table of a sweep's runs, swept values and final test accuracies.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Sweep folder (runs/<experiment>/sweep_<timestamp>).
+    pub dir: PathBuf,
+    /// Metric to sort by, in decreasing order (default: the first one).
+    #[arg(long)]
+    pub sort: Option<String>,
+    /// Table format.
+    #[arg(long, value_enum, default_value = "markdown")]
+    pub format: crate::report::Format,
+}
+
+/// Runs `runner report`.
+pub fn report(args: &ReportArgs) -> std::process::ExitCode {
+    match crate::report::report(&args.dir, args.sort.as_deref(), args.format) {
+        Ok(table) => {
+            print!("{table}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 #[derive(Args)]

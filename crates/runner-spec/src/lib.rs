@@ -5,5 +5,6 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod report;
 pub mod spec;
 pub mod sweep;

@@ -1,0 +1,205 @@
+//! `runner report DIR`: a table of a sweep's runs, their swept values and final figures,
+//! read from the sweep folder's `sweep.json` (so it also works while the sweep runs).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// One run as recorded in `sweep.json`.
+#[derive(Debug, Deserialize)]
+struct RunRecord {
+    label: String,
+    overrides: Vec<String>,
+    state: String,
+    run_dir: std::path::PathBuf,
+    metrics: Vec<(String, f64)>,
+    error: Option<String>,
+    seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SweepFile {
+    runs: Vec<RunRecord>,
+}
+
+/// Output format of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Markdown,
+    Csv,
+}
+
+/// Builds the report of the sweep in `dir`, sorted by `sort` (a metric name, default the
+/// first metric) in decreasing order, with the best run marked.
+///
+/// # Errors
+///
+/// A message naming the file when `sweep.json` is missing or unreadable, or when `sort`
+/// names no metric of the sweep.
+pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, String> {
+    let path = dir.join("sweep.json");
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        format!(
+            "cannot read {}: {error}; pass a sweep folder (runs/<experiment>/sweep_*)",
+            path.display()
+        )
+    })?;
+    let sweep: SweepFile = serde_json::from_str(&text)
+        .map_err(|error| format!("invalid {}: {error}", path.display()))?;
+
+    let keys: Vec<String> = unique(
+        sweep
+            .runs
+            .iter()
+            .flat_map(|run| run.overrides.iter().map(|o| key_of(o))),
+    );
+    let metrics: Vec<String> = unique(
+        sweep
+            .runs
+            .iter()
+            .flat_map(|run| run.metrics.iter().map(|(name, _)| name.clone())),
+    );
+    let sort_metric = match sort {
+        Some(name) if metrics.iter().any(|metric| metric == name) => Some(name.to_string()),
+        Some(name) => {
+            return Err(format!(
+                "unknown metric `{name}`; metrics: {}",
+                metrics.join(", ")
+            ))
+        }
+        None => metrics.first().cloned(),
+    };
+    let value_of = |run: &RunRecord, metric: &str| {
+        run.metrics
+            .iter()
+            .find(|(name, _)| name == metric)
+            .map(|(_, value)| *value)
+    };
+    let mut runs: Vec<&RunRecord> = sweep.runs.iter().collect();
+    if let Some(metric) = &sort_metric {
+        runs.sort_by(|a, b| {
+            let (a, b) = (value_of(a, metric), value_of(b, metric));
+            b.unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
+        });
+    }
+    let best = sort_metric
+        .as_ref()
+        .and_then(|metric| runs.first().filter(|run| value_of(run, metric).is_some()))
+        .map(|run| run.label.clone());
+
+    let mut header = vec!["run".to_string()];
+    header.extend(keys.iter().cloned());
+    header.push("state".into());
+    header.extend(metrics.iter().cloned());
+    header.push("seconds".into());
+    let mut rows = Vec::new();
+    for run in &runs {
+        let values: BTreeMap<String, String> = run
+            .overrides
+            .iter()
+            .map(|o| {
+                (
+                    key_of(o),
+                    o.split_once('=').map_or("", |(_, v)| v).to_string(),
+                )
+            })
+            .collect();
+        let marker = if best.as_deref() == Some(run.label.as_str()) {
+            " *"
+        } else {
+            ""
+        };
+        let mut row = vec![format!("{}{marker}", run.label)];
+        row.extend(
+            keys.iter()
+                .map(|key| values.get(key).cloned().unwrap_or_default()),
+        );
+        row.push(run.state.clone());
+        row.extend(metrics.iter().map(|metric| {
+            value_of(run, metric).map_or(String::new(), |value| format!("{:.2}", 100.0 * value))
+        }));
+        row.push(
+            run.seconds
+                .map_or(String::new(), |seconds| format!("{seconds:.0}")),
+        );
+        rows.push(row);
+    }
+
+    let mut out = match format {
+        Format::Markdown => markdown(&header, &rows),
+        Format::Csv => csv(&header, &rows),
+    };
+    if format == Format::Markdown {
+        if let Some(metric) = &sort_metric {
+            out.push_str(&format!(
+                "\nTest accuracy in %, sorted by `{metric}`; * marks the best run.\n"
+            ));
+        }
+        let failures: Vec<&&RunRecord> = runs.iter().filter(|run| run.state == "failed").collect();
+        if !failures.is_empty() {
+            out.push_str(&format!("\nFailed runs ({}):\n", failures.len()));
+            for run in failures {
+                let error = run
+                    .error
+                    .as_deref()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("");
+                out.push_str(&format!(
+                    "- {}: {error} (log: {})\n",
+                    run.label,
+                    run.run_dir.join("run.log").display()
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn key_of(assignment: &str) -> String {
+    assignment
+        .split_once('=')
+        .map_or(assignment, |(key, _)| key)
+        .to_string()
+}
+
+fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
+}
+
+fn markdown(header: &[String], rows: &[Vec<String>]) -> String {
+    let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+    let mut out = line(header);
+    out.push_str(&line(
+        &header.iter().map(|_| "---".to_string()).collect::<Vec<_>>(),
+    ));
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+fn csv(header: &[String], rows: &[Vec<String>]) -> String {
+    let quote = |cell: &String| {
+        if cell.contains([',', '"', '\n']) {
+            format!("\"{}\"", cell.replace('"', "\"\""))
+        } else {
+            cell.clone()
+        }
+    };
+    let line = |cells: &[String]| cells.iter().map(quote).collect::<Vec<_>>().join(",") + "\n";
+    let mut out = line(header);
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}

@@ -152,6 +152,36 @@ fn invalid_sweeps_report_located_errors() {
         ),
         ("flag without values", "", vec!["train.lr="], vec!["expected at least one value"]),
         (
+            "too many runs",
+            "[sweep]\nkind = \"random\"\ntrials = 100000000000\n[sweep.random.\"train.lr\"]\ndistribution = \"uniform\"\nlow = 0.01\nhigh = 0.1\n",
+            vec![],
+            vec!["100000000000 runs, more than the limit of 10000"],
+        ),
+        (
+            "key swept twice",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = [0.1, 0.03]\n",
+            vec!["train.lr=0.5"],
+            vec!["command line `--sweep train.lr=0.5`", "`train.lr` is swept twice"],
+        ),
+        (
+            "sweep key swept",
+            "[sweep]\nkind = \"list\"\n[[sweep.list]]\n\"sweep.kind\" = \"grid\"\n",
+            vec![],
+            vec!["sweep.toml:4", "`sweep` cannot be swept"],
+        ),
+        (
+            "missing kind",
+            "[sweep.grid]\n\"train.lr\" = [0.1]\n",
+            vec![],
+            vec!["missing `kind`"],
+        ),
+        (
+            "unquoted dotted key",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\ntrain.lr = [0.1]\n",
+            vec![],
+            vec!["sweep.toml:4", "quote dotted sweep keys"],
+        ),
+        (
             "unknown kind",
             "[sweep]\nkind = \"bayes\"\n",
             vec![],
@@ -198,6 +228,24 @@ fn sweep_records_failed_run_and_continues() {
         "--sweep",
         "train.lr=1e30,0.05",
     ];
+    let bad = work.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lrr\" = [0.1]\n",
+    )
+    .unwrap();
+    let validate = runner(work.path(), &["validate", bad.to_str().unwrap()]);
+    assert_eq!(
+        validate.status.code(),
+        Some(2),
+        "validate must check the sweep"
+    );
+    assert!(
+        stderr(&validate).contains("did you mean `lr`?"),
+        "{}",
+        stderr(&validate)
+    );
+
     let dry = runner(work.path(), &[&args[..], &["--dry-run"]].concat());
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(stdout(&dry).contains("2 run(s)"), "{}", stdout(&dry));

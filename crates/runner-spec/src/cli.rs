@@ -168,6 +168,12 @@ pub fn validate(args: &SpecArgs) -> std::process::ExitCode {
     };
     match crate::spec::load(&options) {
         Ok(loaded) => {
+            if loaded.spec.sweep.is_some() {
+                if let Err(errors) = crate::sweep::expand(&options, &loaded, &[]) {
+                    eprintln!("error: {errors}");
+                    return std::process::ExitCode::from(2);
+                }
+            }
             print!("{}", loaded.resolved_text());
             eprintln!("{}: valid", options.spec_path.display());
             std::process::ExitCode::SUCCESS

@@ -18,6 +18,9 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::origin::{line_in_file, Origin, SpecError, SpecErrors};
+
+/// Most runs one sweep may expand to; larger sweeps are rejected before anything is built.
+pub const MAX_RUNS: usize = 10_000;
 use crate::spec::{load, LoadOptions, LoadedSpec};
 
 /// The `[sweep]` table of a spec.
@@ -105,6 +108,30 @@ pub fn expand(
         .cloned()
         .unwrap_or_else(|| spec_path.clone());
     let mut errors = Vec::new();
+    let spec_count = base.spec.sweep.as_ref().map_or(Some(1), run_count);
+    let flag_count = flags.iter().try_fold(1usize, |product, flag| {
+        let values = flag
+            .split_once('=')
+            .map_or(1, |(_, v)| split_top_level(v).len().max(1));
+        product.checked_mul(values)
+    });
+    let total = spec_count
+        .zip(flag_count)
+        .and_then(|(a, b)| a.checked_mul(b));
+    if total.is_none_or(|total| total > MAX_RUNS) {
+        let count = total.map_or("more than 2^64".to_string(), |total| total.to_string());
+        return Err(fail(vec![SpecError {
+            origin: Origin::File {
+                path: sweep_file.clone(),
+                line: line_in_file(&sweep_file, &["sweep".to_string()]),
+            },
+            key: "sweep".into(),
+            message: format!(
+                "the sweep expands to {count} runs, more than the limit of {MAX_RUNS}"
+            ),
+            hint: Some("sweep fewer values, or split the sweep into several specs".into()),
+        }]));
+    }
     let mut sets = match &base.spec.sweep {
         Some(sweep) => spec_sets(sweep, &sweep_file, &mut errors),
         None => vec![Vec::new()],
@@ -112,6 +139,12 @@ pub fn expand(
     let flag_grid = flag_sets(flags, &mut errors);
     if !flag_grid.is_empty() {
         sets = cross(&sets, &flag_grid);
+    }
+    if let Some(first) = sets.first() {
+        check_keys(first, &sweep_file, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(fail(errors));
     }
 
     let mut runs = Vec::new();
@@ -154,6 +187,55 @@ pub fn expand(
         Ok(runs)
     } else {
         Err(fail(errors))
+    }
+}
+
+/// Number of runs a `[sweep]` table expands to, or `None` when it overflows.
+fn run_count(sweep: &SweepSpec) -> Option<usize> {
+    match sweep.kind.as_str() {
+        "grid" => sweep.grid.values().try_fold(1usize, |product, values| {
+            product.checked_mul(values.len().max(1))
+        }),
+        "random" => Some(sweep.trials),
+        "list" => Some(sweep.list.len()),
+        _ => Some(1),
+    }
+}
+
+/// Rejects a key swept twice (its labels would describe runs that never happen) and keys
+/// that are not experiment settings (`sweep.*`, `extends`).
+fn check_keys(assignments: &[Assignment], sweep_file: &Path, errors: &mut Vec<SpecError>) {
+    let origin = |source: &Source| match source {
+        Source::Spec(path) => Origin::File {
+            path: sweep_file.to_path_buf(),
+            line: line_in_file(sweep_file, path),
+        },
+        Source::Flag(flag) => Origin::SweepFlag(flag.clone()),
+    };
+    for (index, assignment) in assignments.iter().enumerate() {
+        let key = &assignment.key;
+        let first_segment = key.split('.').next().unwrap_or_default();
+        if first_segment == "sweep" || first_segment == "extends" {
+            errors.push(SpecError {
+                origin: origin(&assignment.source),
+                key: key.clone(),
+                message: format!("`{first_segment}` cannot be swept"),
+                hint: Some("sweep experiment settings such as `train.lr`".into()),
+            });
+        }
+        if assignments[..index]
+            .iter()
+            .any(|earlier| &earlier.key == key)
+        {
+            errors.push(SpecError {
+                origin: origin(&assignment.source),
+                key: key.clone(),
+                message: format!("`{key}` is swept twice"),
+                hint: Some(
+                    "sweep each key in one place: the [sweep] table or one --sweep flag".into(),
+                ),
+            });
+        }
     }
 }
 
@@ -289,6 +371,13 @@ fn spec_sets(sweep: &SweepSpec, file: &Path, errors: &mut Vec<SpecError>) -> Vec
                 })
                 .collect()
         }
+        "" => {
+            problem(
+                at(&["sweep"]),
+                "missing `kind`: set `kind = \"grid\"`, `\"random\"` or `\"list\"`".into(),
+            );
+            Vec::new()
+        }
         other => {
             problem(
                 at(&["sweep", "kind"]),
@@ -384,6 +473,9 @@ fn cross(left: &[Vec<Assignment>], right: &[Vec<Assignment>]) -> Vec<Vec<Assignm
 
 fn check_distribution(distribution: &Distribution) -> Result<(), String> {
     let bounds = || match (distribution.low, distribution.high) {
+        (Some(low), Some(high)) if !low.is_finite() || !high.is_finite() => Err(format!(
+            "`low` and `high` must be finite numbers, found {low} and {high}"
+        )),
         (Some(low), Some(high)) if low <= high => Ok((low, high)),
         (Some(low), Some(high)) => Err(format!("`low` ({low}) is greater than `high` ({high})")),
         _ => Err(format!(

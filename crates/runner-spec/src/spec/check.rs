@@ -297,11 +297,18 @@ fn check_train(c: &mut Checker, prefix: &str, train: &TrainSpec) {
     c.require(
         increasing && in_range,
         &at("schedule.milestones"),
-        format!(
-            "expected increasing epochs between 1 and {}, found {:?}",
-            train.epochs.saturating_sub(1),
-            schedule.milestones
-        ),
+        if train.epochs <= 1 {
+            format!(
+                "with {} epoch there is no epoch to step at, found {:?}",
+                train.epochs, schedule.milestones
+            )
+        } else {
+            format!(
+                "expected increasing epochs between 1 and {}, found {:?}",
+                train.epochs - 1,
+                schedule.milestones
+            )
+        },
     );
 }
 

@@ -384,8 +384,11 @@ fn set_layer(flag: &str) -> Result<Layer, SpecError> {
     if path.iter().any(|segment| segment.is_empty()) {
         return Err(invalid("empty key segment"));
     }
-    if path[0] == "extends" {
-        return Err(invalid("`extends` can only be set in a spec file"));
+    if path[0] == "extends" || path[0] == "sweep" {
+        return Err(invalid(&format!(
+            "`{}` can only be set in a spec file",
+            path[0]
+        )));
     }
     Ok(Layer {
         name: format!("{SET_LAYER}{flag}"),
@@ -514,7 +517,13 @@ fn figment_error(origins: &Origins, root: &Value, error: figment::Error) -> Spec
             (format!("unknown key `{field}`"), Some(hint))
         }
         Kind::InvalidType(actual, expected) => {
-            (format!("expected {expected}, found {actual}"), None)
+            let in_sweep = path.first().is_some_and(|s| s == "sweep")
+                && path
+                    .get(1)
+                    .is_some_and(|s| s == "grid" || s == "random" || s == "list");
+            let hint = in_sweep
+                .then(|| "quote dotted sweep keys, e.g. `\"train.lr\" = [0.1, 0.03]`".to_string());
+            (format!("expected {expected}, found {actual}"), hint)
         }
         Kind::InvalidValue(actual, expected) => {
             (format!("expected {expected}, found {actual}"), None)

@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 pub use crate::cli::BenchMode;
 use crate::data::{self, augment::Augmenter};
 use crate::error::Result;
-use crate::models::{Head, Network, NetworkConfig};
+use crate::models::Network;
 use crate::registry;
 use crate::run::select_device;
 use crate::spec::Spec;
@@ -75,18 +75,13 @@ pub fn bench(
         .get(&spec.pretext.kind)
         .expect("pretext names are checked when the spec is loaded");
     let task = (builder.build)(&spec.pretext);
-    let config = NetworkConfig {
-        model: &spec.model,
-        in_channels: splits.train.image_shape()[0],
-        frozen_count: 0,
-        depth: spec.model.blocks.len(),
+    let network = Network::trainable(
+        &spec.model,
+        splits.train.image_shape()[0],
+        task.classes(),
         device,
-        channels_last: spec.device.channels_last,
-    };
-    let classes = task.classes();
-    let network = Network::new(&config, |path, channels| {
-        Head::global_pool_linear(path, channels, classes)
-    });
+        spec.device.channels_last,
+    );
     let optimizer_entry = registry::OPTIMIZERS
         .get(&spec.train.optimizer)
         .expect("optimizer names are checked when the spec is loaded");

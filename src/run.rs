@@ -22,7 +22,7 @@ use crate::data::{self, augment::Augmenter};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalContext, EvalResult};
 use crate::logging::{self, progress::ProgressMode};
-use crate::models::{read_checkpoint, Head, Network, NetworkConfig};
+use crate::models::{read_checkpoint, Network};
 use crate::registry;
 use crate::spec::{LoadedSpec, Spec};
 use crate::train::objectives::ImageObjective;
@@ -185,18 +185,13 @@ fn run_pretext(
     }
 
     tch::manual_seed(spec.experiment.seed as i64);
-    let config = NetworkConfig {
-        model: &spec.model,
-        in_channels: splits.train.image_shape()[0],
-        frozen_count: 0,
-        depth: spec.model.blocks.len(),
+    let network = Network::trainable(
+        &spec.model,
+        splits.train.image_shape()[0],
+        task.classes(),
         device,
-        channels_last: spec.device.channels_last,
-    };
-    let classes = task.classes();
-    let network = Network::new(&config, |path, channels| {
-        Head::global_pool_linear(path, channels, classes)
-    });
+        spec.device.channels_last,
+    );
 
     let mut objective = ImageObjective {
         network: &network,
@@ -301,28 +296,21 @@ fn run_label(overrides: &[String]) -> String {
             &flag[last_dot..]
         })
         .collect();
-    let label: String = parts
-        .join(",")
-        .chars()
-        .map(|ch| {
-            if ch.is_ascii_alphanumeric() || "=.,_-".contains(ch) {
-                ch
-            } else {
-                '_'
-            }
-        })
-        .take(80)
-        .collect();
-    label.trim_end_matches(',').to_string()
+    crate::sweep::folder_label(&parts.join(","), 80)
 }
 
 fn write_metrics(run_dir: &Path, report: &RunReport) -> Result<()> {
-    let path = run_dir.join("metrics.json");
-    let temporary = run_dir.join("metrics.json.tmp");
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|error| Error::data(&path, format!("cannot encode metrics: {error}")))?;
+    write_json(&run_dir.join("metrics.json"), report)
+}
+
+/// Writes `value` as pretty JSON through a temporary file and a rename, so a reader never
+/// sees a half-written file.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let temporary = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| Error::data(path, format!("cannot encode as JSON: {error}")))?;
     std::fs::write(&temporary, text).map_err(|error| Error::io("write", &temporary, error))?;
-    std::fs::rename(&temporary, &path).map_err(|error| Error::io("write", &path, error))
+    std::fs::rename(&temporary, path).map_err(|error| Error::io("write", path, error))
 }
 
 /// Formats the results as a table: one row per protocol, block and labels per class, with

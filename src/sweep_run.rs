@@ -2,12 +2,12 @@
 //! `<runs>/<experiment>/sweep_<timestamp>/<label>/`, with `sweep.json` listing every run's
 //! overrides, state and final figures. A failing run is recorded and the sweep goes on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::run::{create_unique_dir, execute_at, RunOptions};
+use crate::error::Result;
+use crate::run::{create_unique_dir, execute_at, write_json, RunOptions};
 use crate::sweep::{toml_text, SweepRun};
 
 /// State and figures of one run of a sweep.
@@ -97,18 +97,9 @@ pub fn execute_sweep(runs: &[SweepRun], options: &RunOptions) -> Result<SweepRep
             }
         };
         report.runs.push(record);
-        write_report(&sweep_dir, &report)?;
+        write_json(&sweep_dir.join("sweep.json"), &report)?;
     }
     Ok(report)
-}
-
-fn write_report(sweep_dir: &Path, report: &SweepReport) -> Result<()> {
-    let path = sweep_dir.join("sweep.json");
-    let temporary = sweep_dir.join("sweep.json.tmp");
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|error| Error::data(&path, format!("cannot encode sweep report: {error}")))?;
-    std::fs::write(&temporary, text).map_err(|error| Error::io("write", &temporary, error))?;
-    std::fs::rename(&temporary, &path).map_err(|error| Error::io("write", &path, error))
 }
 
 /// Formats one line per run: label, state, and its first evaluation's test accuracy.

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use runner::cli::{
-    data_dir, dry_run, expand_runs, print_list, validate, BenchArgs, Cli, Command, RunArgs,
+    data_dir, dry_run, print_list, validate, BenchArgs, Cli, Command, RunArgs, SpecArgs,
 };
 use runner::logging::{self, progress::ProgressMode};
 use runner::run::{execute, results_table, RunOptions};
-use runner::spec::load;
+use runner::spec::{load, LoadOptions, LoadedSpec};
+use runner::sweep::expand;
 use runner::Error;
 
 fn main() -> ExitCode {
@@ -34,41 +35,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads the spec that `args` names, printing the errors on failure.
+fn load_spec(args: &SpecArgs) -> Result<(LoadOptions, LoadedSpec), ExitCode> {
+    let Some(options) = args.load_options() else {
+        eprintln!("error: no spec given");
+        return Err(ExitCode::from(2));
+    };
+    match load(&options) {
+        Ok(loaded) => Ok((options, loaded)),
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
     if args.dry_run {
         return dry_run(&args);
     }
     logging::init(&args.log_level);
-    let swept = !args.sweeps.is_empty()
-        || args
-            .spec
-            .load_options()
-            .and_then(|o| load(&o).ok())
-            .is_some_and(|l| l.spec.sweep.is_some());
-    if swept {
-        return run_sweep(&args);
+    let (options, loaded) = match load_spec(&args.spec) {
+        Ok(spec) => spec,
+        Err(code) => return code,
+    };
+    if !args.sweeps.is_empty() || loaded.spec.sweep.is_some() {
+        return run_sweep(&args, &options, &loaded);
     }
-    let Some(options) = args.spec.load_options() else {
-        eprintln!("error: no spec given");
-        return ExitCode::from(2);
-    };
-    let loaded = match load(&options) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!("error: {errors}");
-            return ExitCode::from(2);
-        }
-    };
-    let from_env = |name: &str| std::env::var_os(name).map(PathBuf::from);
-    let run_options = RunOptions {
-        data_dir: data_dir(args.data_dir),
-        runs_dir: args
-            .runs_dir
-            .or_else(|| from_env("RUNNER_RUNS_DIR"))
-            .unwrap_or_else(|| PathBuf::from("runs")),
-        progress: ProgressMode::detect(),
-    };
-    match execute(&loaded, &run_options) {
+    match execute(&loaded, &run_options(&args)) {
         Ok(report) => {
             println!(
                 "\nResults of {} (test accuracy)\n",
@@ -108,11 +102,11 @@ fn run_options(args: &RunArgs) -> RunOptions {
 }
 
 /// Runs every run of a swept spec; exit code 1 when any failed.
-fn run_sweep(args: &RunArgs) -> ExitCode {
-    let runs = match expand_runs(args) {
+fn run_sweep(args: &RunArgs, options: &LoadOptions, base: &LoadedSpec) -> ExitCode {
+    let runs = match expand(options, base, &args.sweeps) {
         Ok(runs) => runs,
-        Err(message) => {
-            eprintln!("error: {message}");
+        Err(errors) => {
+            eprintln!("error: {errors}");
             return ExitCode::from(2);
         }
     };
@@ -146,16 +140,9 @@ fn run_sweep(args: &RunArgs) -> ExitCode {
 
 fn bench(args: BenchArgs) -> ExitCode {
     logging::init("warn");
-    let Some(options) = args.spec.load_options() else {
-        eprintln!("error: no spec given");
-        return ExitCode::from(2);
-    };
-    let loaded = match load(&options) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            eprintln!("error: {errors}");
-            return ExitCode::from(2);
-        }
+    let (_, loaded) = match load_spec(&args.spec) {
+        Ok(spec) => spec,
+        Err(code) => return code,
     };
     let data_dir = data_dir(args.data_dir);
     match runner::bench::bench(&loaded.spec, &data_dir, args.mode, args.warmup, args.steps) {

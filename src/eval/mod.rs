@@ -1,9 +1,9 @@
 //! Evaluation protocols of the learned features, and their baselines.
 //!
-//! Each protocol runs as its own stages after the pretext stage: once on the pretrained
-//! backbone and once per requested baseline (`random_init`: the same protocol on an
-//! untrained backbone; `supervised`: the whole network trained end-to-end on the same
-//! labels).
+//! Each protocol runs as its own stages after the pretext stage, once on the pretrained
+//! backbone and once per requested baseline. `random_init` runs the same protocol on an
+//! untrained backbone, and `supervised` trains the whole network end-to-end on the same
+//! labels.
 
 pub mod frozen_finetune;
 pub mod linear_probe;
@@ -19,13 +19,13 @@ use crate::data::augment::Augmenter;
 use crate::data::Splits;
 use crate::error::{Error, Result};
 use crate::logging::progress::ProgressMode;
-use crate::models::{checksums, Head, Network, NetworkConfig};
+use crate::models::{checksums, Network};
 use crate::registry;
 use crate::spec::{EvalSpec, Spec};
 use crate::train::objectives::ImageObjective;
 use crate::train::{fit, Stage};
 
-/// Where the backbone of an evaluation comes from.
+/// Source of the backbone weights of an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
     /// Weights learned by the pretext task.
@@ -61,7 +61,7 @@ pub struct EvalResult {
     pub stage_dir: String,
 }
 
-/// What every protocol needs from the run.
+/// Run state shared by every protocol: spec, data, device and the pretrained checkpoint.
 pub struct EvalContext<'a> {
     pub spec: &'a Spec,
     pub run_dir: &'a Path,
@@ -163,18 +163,14 @@ fn supervised(ctx: &EvalContext, index: usize) -> Result<SupervisedResult> {
         return Ok(done.clone());
     }
     tch::manual_seed(ctx.spec.experiment.seed as i64);
-    let config = NetworkConfig {
-        model: &ctx.spec.model,
-        in_channels: ctx.in_channels(),
-        frozen_count: 0,
-        depth: ctx.spec.model.blocks.len(),
-        device: ctx.device,
-        channels_last: ctx.spec.device.channels_last,
-    };
-    let classes = ctx.classes();
-    let network = Network::new(&config, |path, channels| {
-        Head::global_pool_linear(path, channels, classes)
-    });
+    let network = Network::trainable(
+        &ctx.spec.model,
+        ctx.in_channels(),
+        ctx.classes(),
+        ctx.device,
+        ctx.spec.device.channels_last,
+    );
+
     let labelled = ctx
         .splits
         .train

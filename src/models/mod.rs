@@ -214,6 +214,28 @@ impl Network {
         network
     }
 
+    /// Builds every block of `model`, all trainable, with global average pooling and a
+    /// linear classifier over `classes` on top (the pretext and supervised networks).
+    pub fn trainable(
+        model: &ModelSpec,
+        in_channels: i64,
+        classes: i64,
+        device: Device,
+        channels_last: bool,
+    ) -> Self {
+        let config = NetworkConfig {
+            model,
+            in_channels,
+            frozen_count: 0,
+            depth: model.blocks.len(),
+            device,
+            channels_last,
+        };
+        Network::new(&config, |path, channels| {
+            Head::global_pool_linear(path, channels, classes)
+        })
+    }
+
     /// Runs the frozen blocks (evaluation mode, no gradient) and then the trainable blocks.
     ///
     /// # Shapes
@@ -257,10 +279,10 @@ impl Network {
         let mut copied = 0;
         for store in [&self.frozen_store, &self.trainable_store] {
             for (name, mut variable) in store.variables() {
-                let wanted = blocks
+                let requested = blocks
                     .iter()
                     .any(|block| name.starts_with(&format!("backbone.{block}.")));
-                if !wanted {
+                if !requested {
                     continue;
                 }
                 let source = checkpoint.tensors.get(&name).ok_or_else(|| {

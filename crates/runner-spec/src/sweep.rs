@@ -555,8 +555,13 @@ fn run_label(assignments: &[Assignment]) -> String {
             format!("{name}={value}")
         })
         .collect();
-    parts
-        .join(",")
+    folder_label(&parts.join(","), 100)
+}
+
+/// Makes `text` safe as one folder name: characters other than letters, digits and
+/// `=.,_-` become `_`, the result is cut to `max_chars` and loses trailing commas.
+pub fn folder_label(text: &str, max_chars: usize) -> String {
+    let label: String = text
         .chars()
         .map(|ch| {
             if ch.is_ascii_alphanumeric() || "=.,_-".contains(ch) {
@@ -565,8 +570,9 @@ fn run_label(assignments: &[Assignment]) -> String {
                 '_'
             }
         })
-        .take(100)
-        .collect()
+        .take(max_chars)
+        .collect();
+    label.trim_end_matches(',').to_string()
 }
 
 /// Formats a float with 4 decimals, or 4 significant digits in scientific notation when it

@@ -1,5 +1,5 @@
 //! The library's error type. Every variant names the file, key or stage it concerns and,
-//! where there is one, the fix; the binary prints it and maps it to an exit code.
+//! where there is one, the fix. The binary prints it and maps it to an exit code.
 
 use std::path::PathBuf;
 

@@ -1,9 +1,9 @@
 //! `runner` runs computer-vision deep-learning experiments from declarative TOML specs.
 //!
-//! The pipeline: [`spec`] loads and validates the layered spec, [`run`] creates the run
-//! folder and executes its stages (a [`pretext`] task, then [`eval`] protocols and
-//! baselines) through the shared training loop in [`train`], with components built from
-//! the tables in [`registry`] and records written by [`logging`].
+//! The pipeline: [`spec`] loads and validates the layered spec, and [`run`] creates the run
+//! folder and executes its stages: a [`pretext`] task, then [`eval`] protocols and
+//! baselines. Every stage goes through the shared training loop in [`train`]. Components
+//! are built from the tables in [`registry`], and [`logging`] writes the records.
 
 pub mod bench;
 pub mod data;

@@ -1,6 +1,6 @@
 //! Builders of every component, one table per kind, keyed by the names in
 //! [`crate::catalogue`]. Adding a component is one function, one row here and one row in
-//! the catalogue; a test checks that both list the same names in the same order.
+//! the catalogue. A test checks that both list the same names in the same order.
 
 use tch::nn;
 use tch::Tensor;

@@ -71,12 +71,12 @@ impl ImageSet {
         let labels = Vec::<i64>::try_from(&self.labels).unwrap_or_default();
         let mut order: Vec<usize> = (0..labels.len()).collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-        let mut taken = vec![0usize; self.classes.len()];
+        let mut selected_per_class = vec![0usize; self.classes.len()];
         let mut indices: Vec<i64> = Vec::new();
         for i in order {
             let class = labels[i] as usize;
-            if taken[class] < per_class {
-                taken[class] += 1;
+            if selected_per_class[class] < per_class {
+                selected_per_class[class] += 1;
                 indices.push(i as i64);
             }
         }
@@ -129,7 +129,7 @@ pub struct Splits {
     pub test: ImageSet,
 }
 
-/// What a dataset reader needs: the resolved root folder and the data spec.
+/// Input of a dataset reader: the resolved root folder, the data spec and the seed.
 pub struct ReadRequest<'a> {
     pub root: &'a Path,
     pub spec: &'a DataSpec,

@@ -137,8 +137,8 @@ impl Drop for EventWriter {
 
 fn hostname() -> String {
     let mut buffer = [0u8; 256];
-    // SAFETY: the buffer is valid for its whole length; gethostname writes at most that
-    // many bytes and the result is read only up to the first NUL.
+    // SAFETY: the buffer is valid for its whole length and gethostname writes at most that
+    // many bytes. The result is read only up to the first NUL.
     let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
     if status != 0 {
         return "localhost".into();

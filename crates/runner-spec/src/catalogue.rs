@@ -161,7 +161,7 @@ pub static BASELINES: Catalogue = Catalogue {
     ],
 };
 
-/// Every kind, in the order `runner list` prints them.
+/// Lists every kind, in the order `runner list` prints them.
 pub fn all() -> [&'static Catalogue; 8] {
     [
         &DATASETS,

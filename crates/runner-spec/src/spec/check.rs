@@ -45,8 +45,8 @@ impl Checker {
 /// Upper bound for thread counts, far above any machine this runs on, to catch typos.
 const MAX_THREADS: usize = 4096;
 
-/// Whether `name` can be used as one folder name: it starts with a letter or digit (so never
-/// `.` or `..`) and contains only letters, digits, `_`, `-` and `.`.
+/// Returns whether `name` can be used as one folder name. It must start with a letter or
+/// digit (so it is never `.` or `..`) and contain only letters, digits, `_`, `-` and `.`.
 fn is_folder_name(name: &str) -> bool {
     name.chars()
         .next()

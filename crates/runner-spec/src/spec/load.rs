@@ -159,14 +159,14 @@ pub fn load(options: &LoadOptions) -> Result<LoadedSpec, SpecErrors> {
         // A removed key fell back to its default, so checks of it, and of the schedule keys
         // that depend on `epochs`, would judge a value the user did not write.
         let near_removed = |path: &[String]| {
-            removed.iter().any(|gone| {
-                let Some((last, parent)) = gone.split_last() else {
+            removed.iter().any(|removed_path| {
+                let Some((last, parent)) = removed_path.split_last() else {
                     return false;
                 };
                 let schedule_of_epochs = last == "epochs"
                     && path.starts_with(parent)
                     && path.get(parent.len()).is_some_and(|key| key == "schedule");
-                path == gone.as_slice() || schedule_of_epochs
+                path == removed_path.as_slice() || schedule_of_epochs
             })
         };
         for problem in check(spec) {
@@ -485,16 +485,16 @@ fn original_path(current: &[String], removed_elements: &[Vec<String>]) -> Vec<St
             original.push(segment.clone());
             continue;
         };
-        let mut gone: Vec<usize> = removed_elements
+        let mut removed_indices: Vec<usize> = removed_elements
             .iter()
             .filter(|path| {
                 path.len() == original.len() + 1 && path[..original.len()] == original[..]
             })
             .filter_map(|path| path.last()?.parse().ok())
             .collect();
-        gone.sort_unstable();
+        removed_indices.sort_unstable();
         let mut mapped = index;
-        for removed_index in gone {
+        for removed_index in removed_indices {
             if removed_index <= mapped {
                 mapped += 1;
             }

@@ -10,6 +10,11 @@ use clap::Parser;
 use runner_spec::cli::{dry_run, print_list, report, validate, Cli, Command};
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `runner list | head` into a panic on the next print.
+    // SAFETY: restoring the default handler before any output is written has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::List) => {

@@ -17,6 +17,11 @@ use runner::Error;
 
 fn main() -> ExitCode {
     runner::tune_allocator();
+    // Rust ignores SIGPIPE, which turns `runner ... | head` into a panic on the next print.
+    // SAFETY: restoring the default handler before any output is written has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::List) => {

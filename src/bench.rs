@@ -113,7 +113,7 @@ pub fn bench(
                 }
                 let output = objective.train_batch(&random_batch())?;
                 let _ = output.loss.double_value(&[]);
-                optimizer.backward_step(&output.loss);
+                optimizer.backward_step(&output.loss, spec.train.lr);
             }
         }
         BenchMode::Compute => {
@@ -127,7 +127,7 @@ pub fn bench(
                     .forward(&inputs, true)
                     .cross_entropy_for_logits(&targets);
                 let _ = loss.double_value(&[]);
-                optimizer.backward_step(&loss);
+                optimizer.backward_step(&loss, spec.train.lr);
             }
         }
         BenchMode::Data => {

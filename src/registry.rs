@@ -129,7 +129,7 @@ pub static PRETEXTS: Registry<PretextBuilder> = Registry {
     }],
 };
 
-type OptimizerBuilder = fn(&nn::VarStore, &TrainSpec) -> Result<nn::Optimizer>;
+type OptimizerBuilder = fn(&nn::VarStore, &TrainSpec) -> Result<optim::Optimizer>;
 
 pub static OPTIMIZERS: Registry<OptimizerBuilder> = Registry {
     catalogue: &catalogue::OPTIMIZERS,

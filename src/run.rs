@@ -208,6 +208,7 @@ fn run_pretext(
         lr_key: "train.lr".into(),
         progress,
         device,
+        seed: spec.experiment.seed,
     };
     fit(&stage, &network.trainable_store, &mut objective)
 }

@@ -59,6 +59,7 @@ fn frozen_blocks_keep_checksums() {
         lr_key: "train.lr".into(),
         progress: ProgressMode::Lines,
         device: Device::Cpu,
+        seed: 0,
     };
     let mut objective = ImageObjective {
         network: &network,

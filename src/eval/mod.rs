@@ -109,6 +109,7 @@ impl EvalContext<'_> {
             lr_key: format!("eval.{index}.train.lr"),
             progress: self.progress,
             device: self.device,
+            seed: self.spec.experiment.seed,
         }
     }
 }

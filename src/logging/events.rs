@@ -51,6 +51,46 @@ impl EventWriter {
         Ok(writer)
     }
 
+    /// Reopens the event file `path` for appending after cutting it to its first `length`
+    /// bytes, dropping the records written after a checkpoint that a resumed stage writes
+    /// again.
+    pub fn reopen(path: &Path, length: u64) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|error| Error::io("open", path, error))?;
+        let current = file
+            .metadata()
+            .map_err(|error| Error::io("read", path, error))?
+            .len();
+        if current < length {
+            return Err(Error::data(
+                path,
+                format!(
+                    "the event file has {current} bytes, the checkpoint recorded {length}; \
+                     it was changed after the checkpoint"
+                ),
+            ));
+        }
+        file.set_len(length)
+            .map_err(|error| Error::io("truncate", path, error))?;
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))
+            .map_err(|error| Error::io("seek", path, error))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            records: RecordWriter::new(BufWriter::new(file)),
+        })
+    }
+
+    /// Flushes buffered records and returns the file's length in bytes.
+    pub fn flushed_length(&mut self) -> Result<u64> {
+        self.flush()?;
+        std::fs::metadata(&self.path)
+            .map(|metadata| metadata.len())
+            .map_err(|error| Error::io("read", &self.path, error))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -96,6 +136,11 @@ impl EventWriter {
         value.set_image(encoded);
         let mut summary = Summary::new();
         summary.set_value(RepeatedField::from_vec(vec![value]));
+        self.write_summary(summary, step)
+    }
+
+    /// Appends a prepared summary, such as the hparams plugin's records.
+    pub fn summary(&mut self, summary: Summary, step: i64) -> Result<()> {
         self.write_summary(summary, step)
     }
 

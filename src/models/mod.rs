@@ -324,22 +324,9 @@ impl Network {
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         variables
     }
-
-    /// Writes both stores to one safetensors file, through a temporary file and a rename so
-    /// that an interrupted write never leaves a partial checkpoint.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let temporary = path.with_extension("safetensors.tmp");
-        let variables = self.named_variables();
-        let cpu: Vec<(String, Tensor)> = variables
-            .iter()
-            .map(|(name, tensor)| (name.clone(), tensor.to_device(Device::Cpu)))
-            .collect();
-        Tensor::write_safetensors(&cpu, &temporary)?;
-        std::fs::rename(&temporary, path).map_err(|error| Error::io("write", path, error))
-    }
 }
 
-/// Reads a checkpoint written by [`Network::save`].
+/// Reads a safetensors checkpoint, such as a stage's `checkpoint.safetensors`.
 pub fn read_checkpoint(path: &Path, device: Device) -> Result<Checkpoint> {
     if !path.is_file() {
         return Err(Error::data(path, "checkpoint file not found"));

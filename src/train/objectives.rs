@@ -2,8 +2,6 @@
 //! pretext targets) through a [`Network`], and classification of precomputed features
 //! through a probe head.
 
-use std::path::Path;
-
 use tch::{nn, Device, Kind, Tensor};
 
 use super::{batched_accuracy, count_correct, BatchLoss, Objective};
@@ -70,8 +68,8 @@ impl Objective for ImageObjective<'_> {
         Ok(accuracy)
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
-        self.network.save(path)
+    fn variables(&self) -> Vec<(String, Tensor)> {
+        self.network.named_variables()
     }
 
     fn log_inputs(&mut self, events: &mut EventWriter) -> Result<()> {
@@ -154,12 +152,9 @@ impl Objective for FeatureObjective<'_> {
         Ok(accuracy)
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
-        let temporary = path.with_extension("safetensors.tmp");
+    fn variables(&self) -> Vec<(String, Tensor)> {
         let mut variables: Vec<(String, Tensor)> = self.store.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
-        Tensor::write_safetensors(&variables, &temporary)?;
-        std::fs::rename(&temporary, path)
-            .map_err(|error| crate::error::Error::io("write", path, error))
+        variables
     }
 }

@@ -2,6 +2,7 @@
 //! terminal progress ([`progress`]).
 
 pub mod events;
+pub mod hparams;
 pub mod progress;
 
 use std::fs::File;

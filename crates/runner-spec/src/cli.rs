@@ -38,6 +38,70 @@ pub enum Command {
     Bench(BenchArgs),
     /// Print a table of a sweep's runs, swept values and final test accuracies.
     Report(ReportArgs),
+    /// Show the queue of a sweep folder: each run's state, attempts and last error.
+    Status(StatusArgs),
+    /// Join the queue of a sweep folder and run its runs until none is left.
+    Worker(WorkerArgs),
+    /// Continue a sweep folder (finished runs are skipped, interrupted ones resume from
+    /// their checkpoints), or an interrupted run folder.
+    Resume(ResumeArgs),
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Sweep folder.
+    pub dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Sweep folder whose queue to join.
+    pub dir: PathBuf,
+    /// libtorch intra-op threads of this worker (default: the spec's `device.threads`).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stop after this many runs.
+    #[arg(long)]
+    pub max_runs: Option<usize>,
+    /// Folder that relative `data.root` paths are resolved against (default: the one the
+    /// sweep was started with).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log level on the terminal.
+    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+}
+
+#[derive(Args)]
+pub struct ResumeArgs {
+    /// Sweep folder, or the folder of a single run.
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Folder that relative `data.root` paths are resolved against (default: the one the
+    /// sweep was started with).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log level on the terminal.
+    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+}
+
+/// How a sweep's queue is worked through.
+#[derive(Args, Clone, Default)]
+pub struct QueueArgs {
+    /// Runs at a time (overrides `launcher.jobs`); `local` splits the cores between them.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Launcher (overrides `launcher.kind`).
+    #[arg(long, value_parser = ["local", "slurm"])]
+    pub launcher: Option<String>,
+    /// Put failed runs back in the queue.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Run finished runs again, replacing their results.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args)]
@@ -50,6 +114,20 @@ pub struct ReportArgs {
     /// Table format.
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: crate::report::Format,
+}
+
+/// Runs `runner status`.
+pub fn status(args: &StatusArgs) -> std::process::ExitCode {
+    match crate::queue::open(&args.dir).and_then(|queue| crate::queue::status_table(&queue)) {
+        Ok(table) => {
+            print!("{table}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 /// Runs `runner report`.
@@ -104,6 +182,12 @@ pub struct RunArgs {
     /// Print the runs a spec expands to, with their overrides, and stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// Sweep folder [default: <runs-dir>/<experiment>/sweep_<spec file name>]. Running the
+    /// same sweep again continues the queue there.
+    #[arg(long, value_name = "DIR")]
+    pub sweep_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// Log level on the terminal.
     #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,

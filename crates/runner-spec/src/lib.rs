@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod queue;
 pub mod report;
 pub mod spec;
 pub mod sweep;

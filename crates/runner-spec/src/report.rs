@@ -1,27 +1,10 @@
 //! `runner report DIR`: a table of a sweep's runs, their swept values and final figures,
-//! read from the sweep folder's `sweep.json` (so it also works while the sweep runs).
+//! read from the sweep folder's queue (so it also works while the sweep runs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-
-/// One run as recorded in `sweep.json`.
-#[derive(Debug, Deserialize)]
-struct RunRecord {
-    label: String,
-    overrides: Vec<String>,
-    state: String,
-    run_dir: std::path::PathBuf,
-    metrics: Vec<(String, f64)>,
-    error: Option<String>,
-    seconds: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SweepFile {
-    runs: Vec<RunRecord>,
-}
+use crate::queue::{Entry, RunState};
 
 /// Output format of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,28 +18,19 @@ pub enum Format {
 ///
 /// # Errors
 ///
-/// A message naming the file when `sweep.json` is missing or unreadable, or when `sort`
+/// A message naming the file when the queue is missing or unreadable, or when `sort`
 /// names no metric of the sweep.
 pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, String> {
-    let path = dir.join("sweep.json");
-    let text = std::fs::read_to_string(&path).map_err(|error| {
-        format!(
-            "cannot read {}: {error}; pass a sweep folder (runs/<experiment>/sweep_*)",
-            path.display()
-        )
-    })?;
-    let sweep: SweepFile = serde_json::from_str(&text)
-        .map_err(|error| format!("invalid {}: {error}", path.display()))?;
+    let queue = crate::queue::open(dir)?;
+    let entries = queue.entries()?;
 
     let keys: Vec<String> = unique(
-        sweep
-            .runs
+        entries
             .iter()
             .flat_map(|run| run.overrides.iter().map(|o| key_of(o))),
     );
     let metrics: Vec<String> = unique(
-        sweep
-            .runs
+        entries
             .iter()
             .flat_map(|run| run.metrics.iter().map(|(name, _)| name.clone())),
     );
@@ -70,13 +44,13 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
         }
         None => metrics.first().cloned(),
     };
-    let value_of = |run: &RunRecord, metric: &str| {
+    let value_of = |run: &Entry, metric: &str| {
         run.metrics
             .iter()
             .find(|(name, _)| name == metric)
             .map(|(_, value)| *value)
     };
-    let mut runs: Vec<&RunRecord> = sweep.runs.iter().collect();
+    let mut runs: Vec<&Entry> = entries.iter().collect();
     if let Some(metric) = &sort_metric {
         runs.sort_by(|a, b| {
             let (a, b) = (value_of(a, metric), value_of(b, metric));
@@ -116,7 +90,12 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
             keys.iter()
                 .map(|key| values.get(key).cloned().unwrap_or_default()),
         );
-        row.push(run.state.clone());
+        let state = if run.state == RunState::Running && !queue.is_locked(&run.label) {
+            "interrupted"
+        } else {
+            run.state.name()
+        };
+        row.push(state.into());
         row.extend(metrics.iter().map(|metric| {
             value_of(run, metric).map_or(String::new(), |value| format!("{:.2}", 100.0 * value))
         }));
@@ -137,13 +116,17 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
                 "\nTest accuracy in %, sorted by `{metric}`; * marks the best run.\n"
             ));
         }
-        let failures: Vec<&&RunRecord> = runs.iter().filter(|run| run.state == "failed").collect();
+        let failures: Vec<&&Entry> = runs
+            .iter()
+            .filter(|run| run.state == RunState::Failed)
+            .collect();
         if !failures.is_empty() {
             out.push_str(&format!("\nFailed runs ({}):\n", failures.len()));
             for run in failures {
                 let error = run
-                    .error
-                    .as_deref()
+                    .attempts
+                    .last()
+                    .and_then(|attempt| attempt.error.as_deref())
                     .unwrap_or("")
                     .lines()
                     .next()
@@ -151,7 +134,7 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
                 out.push_str(&format!(
                     "- {}: {error} (log: {})\n",
                     run.label,
-                    run.run_dir.join("run.log").display()
+                    dir.join(&run.label).join("run.log").display()
                 ));
             }
         }

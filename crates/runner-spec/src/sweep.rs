@@ -203,7 +203,8 @@ fn run_count(sweep: &SweepSpec) -> Option<usize> {
 }
 
 /// Rejects a key swept twice (its labels would describe runs that never happen) and keys
-/// that are not experiment settings (`sweep.*`, `extends`).
+/// that are not experiment settings (`sweep.*`, `extends`, `launcher.*`: one launcher
+/// starts every run of a sweep).
 fn check_keys(assignments: &[Assignment], sweep_file: &Path, errors: &mut Vec<SpecError>) {
     let origin = |source: &Source| match source {
         Source::Spec(path) => Origin::File {
@@ -215,7 +216,7 @@ fn check_keys(assignments: &[Assignment], sweep_file: &Path, errors: &mut Vec<Sp
     for (index, assignment) in assignments.iter().enumerate() {
         let key = &assignment.key;
         let first_segment = key.split('.').next().unwrap_or_default();
-        if first_segment == "sweep" || first_segment == "extends" {
+        if matches!(first_segment, "sweep" | "extends" | "launcher") {
             errors.push(SpecError {
                 origin: origin(&assignment.source),
                 key: key.clone(),

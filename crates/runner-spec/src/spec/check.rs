@@ -89,6 +89,7 @@ pub(super) fn check(spec: &Spec) -> Vec<Problem> {
         }
     }
     check_device(&mut c, spec);
+    check_launcher(&mut c, spec);
     c.problems
 }
 
@@ -405,6 +406,42 @@ fn check_eval(c: &mut Checker, prefix: &str, eval: &EvalSpec, blocks: &[String])
         }
     }
     check_train(c, &at("train"), &eval.train);
+}
+
+/// Most runs at a time a launcher starts.
+const MAX_JOBS: usize = 1024;
+
+fn check_launcher(c: &mut Checker, spec: &Spec) {
+    let launcher = &spec.launcher;
+    c.require(
+        matches!(launcher.kind.as_str(), "local" | "slurm"),
+        "launcher.kind",
+        format!("expected `local` or `slurm`, found {:?}", launcher.kind),
+    );
+    let fewest = usize::from(launcher.kind == "local");
+    c.require(
+        (fewest..=MAX_JOBS).contains(&launcher.jobs),
+        "launcher.jobs",
+        format!(
+            "expected {fewest} to {MAX_JOBS} runs at a time, found {}",
+            launcher.jobs
+        ),
+    );
+    c.require(
+        launcher.slurm.cpus_per_task <= MAX_THREADS,
+        "launcher.slurm.cpus_per_task",
+        format!(
+            "expected at most {MAX_THREADS}, found {}",
+            launcher.slurm.cpus_per_task
+        ),
+    );
+    for (index, option) in launcher.slurm.extra.iter().enumerate() {
+        c.require(
+            option.starts_with('-') && !option.contains('\n'),
+            &format!("launcher.slurm.extra.{index}"),
+            format!("expected one sbatch option such as \"--mem=8G\", found {option:?}"),
+        );
+    }
 }
 
 fn check_device(c: &mut Checker, spec: &Spec) {

@@ -27,6 +27,7 @@ pub const SECTIONS: &[&str] = &[
     "train",
     "eval",
     "device",
+    "launcher",
 ];
 
 /// Prefix of environment variables that override spec keys.

@@ -38,6 +38,9 @@ pub struct Spec {
     pub eval: Vec<EvalSpec>,
     #[serde(default)]
     pub device: DeviceSpec,
+    /// How the runs of a sweep are started: here, or as a Slurm job array.
+    #[serde(default)]
+    pub launcher: LauncherSpec,
     /// Hyperparameter sweep over the keys above (see [`crate::sweep`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<crate::sweep::SweepSpec>,
@@ -345,4 +348,43 @@ impl Default for DeviceSpec {
             channels_last: true,
         }
     }
+}
+
+/// How the runs of a sweep are started. Every launcher feeds the sweep's on-disk queue to
+/// `runner worker` processes (see `runner_spec::queue`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LauncherSpec {
+    /// `local`: worker subprocesses on this machine; `slurm`: a Slurm job array (`sbatch`).
+    pub kind: String,
+    /// Runs at a time. `local` splits the cores between them; `slurm` throttles the array
+    /// to this many tasks (0: no limit).
+    pub jobs: usize,
+    pub slurm: SlurmSpec,
+}
+
+impl Default for LauncherSpec {
+    fn default() -> Self {
+        Self {
+            kind: "local".into(),
+            jobs: 1,
+            slurm: SlurmSpec::default(),
+        }
+    }
+}
+
+/// Resources each Slurm array task asks for; empty or 0 leaves Slurm's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSpec {
+    /// `--partition`.
+    pub partition: String,
+    /// `--time`, such as `2:00:00`.
+    pub time: String,
+    /// `--cpus-per-task`; also the libtorch threads of each worker.
+    pub cpus_per_task: usize,
+    /// `--gpus-per-task`.
+    pub gpus: usize,
+    /// Further `sbatch` options, such as `["--account=vision", "--mem=8G"]`.
+    pub extra: Vec<String>,
 }

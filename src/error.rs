@@ -46,6 +46,10 @@ pub enum Error {
     #[error("libtorch error: {0}")]
     Torch(#[from] tch::TchError),
 
+    /// A sweep's queue folder cannot be used as asked.
+    #[error("{0}")]
+    Queue(String),
+
     /// A failure inside libtorch (reported by tch as a panic) or a bug in the runner.
     #[error("internal error: {0}. Files written so far are kept; check run.log")]
     Internal(String),

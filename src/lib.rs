@@ -14,10 +14,11 @@ pub mod models;
 pub mod pretext;
 pub mod registry;
 pub mod run;
+pub mod sweep_records;
 pub mod sweep_run;
 pub mod train;
 
-pub use runner_spec::{catalogue, cli, spec, sweep};
+pub use runner_spec::{catalogue, cli, queue, spec, sweep};
 
 pub use error::{Error, Result};
 

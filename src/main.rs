@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use runner_spec::cli::{dry_run, print_list, report, validate, Cli, Command};
+use runner_spec::cli::{dry_run, print_list, report, status, validate, Cli, Command};
 
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, which turns `runner list | head` into a panic on the next print.
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Validate(args)) => validate(&args),
         Some(Command::Report(args)) => report(&args),
+        Some(Command::Status(args)) => status(&args),
         Some(Command::Run(args)) if args.dry_run => dry_run(&args),
         None if cli.run.dry_run => dry_run(&cli.run),
         None if cli.run.spec.spec.is_none() => {

@@ -36,6 +36,9 @@ pub struct RunOptions {
     /// Folder under which `<experiment>/<timestamp>_<label>/` is created.
     pub runs_dir: PathBuf,
     pub progress: ProgressMode,
+    /// libtorch intra-op threads, overriding the spec's `device.threads` (a launcher that
+    /// runs several runs at once splits the cores this way).
+    pub threads: Option<usize>,
 }
 
 /// Everything a finished run reports; written as `metrics.json`.
@@ -64,12 +67,16 @@ pub fn execute(loaded: &LoadedSpec, options: &RunOptions) -> Result<RunReport> {
     execute_at(loaded, &run_dir, options)
 }
 
-/// Runs `loaded` in the existing, empty folder `run_dir` (see [`execute`]).
+/// Runs `loaded` in the existing folder `run_dir` (see [`execute`]). A folder that holds
+/// an earlier attempt's stages continues from their checkpoints; its `spec.resolved.toml`
+/// is kept.
 pub fn execute_at(loaded: &LoadedSpec, run_dir: &Path, options: &RunOptions) -> Result<RunReport> {
     let spec = &loaded.spec;
     let path = run_dir.join("spec.resolved.toml");
-    std::fs::write(&path, loaded.resolved_text())
-        .map_err(|error| Error::io("write", &path, error))?;
+    if !path.exists() {
+        std::fs::write(&path, loaded.resolved_text())
+            .map_err(|error| Error::io("write", &path, error))?;
+    }
     let run_dir = run_dir.to_path_buf();
     logging::attach_run_log(&run_dir.join("run.log"))?;
     // libtorch errors surface as panics inside tch; turn them into errors so they reach the
@@ -92,7 +99,9 @@ fn execute_in(spec: &Spec, run_dir: &Path, options: &RunOptions) -> Result<RunRe
     let started = Instant::now();
     tracing::info!("run folder {}", run_dir.display());
     let device = select_device(&spec.device.kind)?;
-    if spec.device.threads > 0 {
+    if let Some(threads) = options.threads {
+        tch::set_num_threads(threads as i32);
+    } else if spec.device.threads > 0 {
         tch::set_num_threads(spec.device.threads as i32);
     }
     let threads = tch::get_num_threads();

@@ -1,117 +1,450 @@
-//! Executes the runs of a sweep one after another in one sweep folder:
-//! `<runs>/<experiment>/sweep_<timestamp>/<label>/`, with `sweep.json` listing every run's
-//! overrides, state and final figures. A failing run is recorded and the sweep goes on.
+//! Runs the queue of a sweep (see [`runner_spec::queue`]): puts a sweep's runs in the queue
+//! of its folder, works through it in this process or in worker subprocesses, or submits
+//! it as a Slurm job array, and summarises the outcome.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
-use serde::Serialize;
-
-use crate::error::Result;
-use crate::run::{create_unique_dir, execute_at, write_json, RunOptions};
+use crate::error::{Error, Result};
+use crate::logging::hparams::HParamValue;
+use crate::queue::{self, Claim, Entry, NewRun, Queue, RunResult, RunState};
+use crate::run::{execute_at, RunOptions, RunReport};
+use crate::spec::{load, LauncherSpec, LoadOptions, LoadedSpec};
 use crate::sweep::{toml_text, SweepRun};
 
-/// State and figures of one run of a sweep.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRecord {
-    pub label: String,
-    pub overrides: Vec<String>,
-    /// `done` or `failed`.
-    pub state: String,
-    pub run_dir: PathBuf,
-    /// Test accuracy of each evaluation row, as `<eval>/<block>/<init>`, then of the
-    /// pretext task as `pretext`.
-    pub metrics: Vec<(String, f64)>,
-    pub error: Option<String>,
-    pub seconds: Option<f64>,
+/// The default sweep folder: `<runs>/<experiment>/sweep_<spec file name>`, so running the
+/// same sweep again finds its queue.
+pub fn default_sweep_dir(runs_dir: &Path, experiment: &str, spec_path: &Path) -> PathBuf {
+    let stem = spec_path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "spec".into());
+    runs_dir
+        .join(experiment)
+        .join(format!("sweep_{}", crate::sweep::folder_label(&stem, 80)))
 }
 
-/// The outcome of a whole sweep.
-#[derive(Debug, Clone, Serialize)]
-pub struct SweepReport {
-    pub sweep_dir: PathBuf,
-    pub runs: Vec<RunRecord>,
-}
-
-impl SweepReport {
-    pub fn failures(&self) -> impl Iterator<Item = &RunRecord> {
-        self.runs.iter().filter(|run| run.state == "failed")
-    }
-}
-
-/// Runs every run of the sweep in order, writing `sweep.json` after each.
-pub fn execute_sweep(runs: &[SweepRun], options: &RunOptions) -> Result<SweepReport> {
+/// Puts `runs` in the queue of `sweep_dir`, or joins the queue already there when it holds
+/// the same runs, and writes the hparams plugin's experiment record.
+pub fn enqueue(
+    runs: &[SweepRun],
+    spec_path: &Path,
+    sweep_dir: &Path,
+    data_dir: &Path,
+) -> Result<Queue> {
     let experiment = runs
         .first()
         .map_or("experiment", |run| run.loaded.spec.experiment.name.as_str());
-    let timestamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-    let parent = options.runs_dir.join(experiment);
-    let sweep_dir = create_unique_dir(&parent, &format!("sweep_{timestamp}"))?;
-    let mut report = SweepReport {
-        sweep_dir: sweep_dir.clone(),
-        runs: Vec::new(),
-    };
-    for (index, run) in runs.iter().enumerate() {
-        tracing::info!("sweep run {}/{}: {}", index + 1, runs.len(), run.label);
-        let overrides = run
-            .assignments
-            .iter()
-            .map(|a| format!("{}={}", a.key, toml_text(&a.value)))
-            .collect();
-        let run_dir = create_unique_dir(&sweep_dir, &run.label)?;
-        let record = match execute_at(&run.loaded, &run_dir, options) {
-            Ok(result) => RunRecord {
-                label: run.label.clone(),
-                overrides,
-                state: "done".into(),
-                run_dir,
-                metrics: result
-                    .evaluations
-                    .iter()
-                    .map(|row| {
-                        (
-                            format!("{}/{}/{}", row.eval, row.block, row.init),
-                            row.test_accuracy,
-                        )
-                    })
-                    .chain(
-                        result
-                            .pretext
-                            .iter()
-                            .map(|p| ("pretext".to_string(), p.test_accuracy)),
-                    )
-                    .collect(),
-                error: None,
-                seconds: Some(result.wall_seconds),
-            },
-            Err(error) => {
-                tracing::error!("sweep run {} failed: {error}", run.label);
-                RunRecord {
-                    label: run.label.clone(),
-                    overrides,
-                    state: "failed".into(),
-                    run_dir,
-                    metrics: Vec::new(),
-                    error: Some(error.to_string()),
-                    seconds: None,
-                }
-            }
-        };
-        report.runs.push(record);
-        write_json(&sweep_dir.join("sweep.json"), &report)?;
-    }
-    Ok(report)
+    let new_runs: Vec<NewRun> = runs.iter().map(new_run).collect();
+    let data_dir =
+        std::path::absolute(data_dir).map_err(|error| Error::io("resolve", data_dir, error))?;
+    let queue = queue::create_or_join(
+        sweep_dir,
+        experiment,
+        &spec_path.display().to_string(),
+        &data_dir,
+        &new_runs,
+    )
+    .map_err(Error::Queue)?;
+    crate::sweep_records::write_experiment(&queue, runs)?;
+    Ok(queue)
 }
 
-/// Formats one line per run: label, state, and its first evaluation's test accuracy.
-pub fn sweep_table(report: &SweepReport) -> String {
-    let mut lines = Vec::new();
-    for run in &report.runs {
-        let figure = match (run.metrics.first(), &run.error) {
-            (Some((name, accuracy)), _) => format!("{name} {:.2} %", 100.0 * accuracy),
-            (None, Some(error)) => error.lines().next().unwrap_or_default().to_string(),
-            (None, None) => String::new(),
-        };
-        lines.push(format!("  {:<32} {:<7} {figure}", run.label, run.state));
+fn new_run(run: &SweepRun) -> NewRun {
+    let mut loaded = run.loaded.clone();
+    loaded.spec.sweep = None;
+    // The launcher settings say how runs are started, not what they compute, so a sweep
+    // started again with other `--jobs` still matches its queue.
+    let mut identity = loaded.spec.clone();
+    identity.launcher = LauncherSpec::default();
+    NewRun {
+        label: run.label.clone(),
+        overrides: overrides(run),
+        spec_text: toml::to_string(&identity).unwrap_or_default(),
+        resolved_text: loaded.resolved_text(),
     }
-    lines.join("\n")
+}
+
+/// The swept values of `run`, as `key=value`.
+pub fn overrides(run: &SweepRun) -> Vec<String> {
+    run.assignments
+        .iter()
+        .map(|a| format!("{}={}", a.key, toml_text(&a.value)))
+        .collect()
+}
+
+/// Requeues failed runs (`retry_failed`) and finished ones (`force`), reporting what it did.
+pub fn requeue(queue: &Queue, retry_failed: bool, force: bool) -> Result<()> {
+    let mut states = Vec::new();
+    if retry_failed || force {
+        states.push(RunState::Failed);
+    }
+    if force {
+        states.push(RunState::Done);
+    }
+    if states.is_empty() {
+        return Ok(());
+    }
+    let labels = queue.requeue(&states).map_err(Error::Queue)?;
+    if !labels.is_empty() {
+        eprintln!("requeued {} run(s): {}", labels.len(), labels.join(", "));
+    }
+    Ok(())
+}
+
+/// Claims and runs queued runs until none is left (or `max_runs` ran), returning how many
+/// this worker ran.
+pub fn work(queue: &Queue, options: &RunOptions, max_runs: Option<usize>) -> Result<usize> {
+    let worker = queue::worker_name();
+    let mut ran = 0;
+    while max_runs.is_none_or(|max| ran < max) {
+        let Some(claim) = queue.claim(&worker).map_err(Error::Queue)? else {
+            break;
+        };
+        let verb = if claim.resumed {
+            "resuming"
+        } else {
+            "starting"
+        };
+        eprintln!("worker {worker}: {verb} {}", claim.label);
+        let started = Instant::now();
+        let outcome = run_claimed(&claim, options);
+        let result = match &outcome {
+            Ok(report) => RunResult::Done {
+                metrics: metrics(report),
+                seconds: report.wall_seconds,
+            },
+            Err(error) => failure(error),
+        };
+        if let Err(error) = crate::sweep_records::write_session(queue, &claim, &outcome) {
+            tracing::warn!("hparams records of {} not written: {error}", claim.label);
+        }
+        let entry = queue.finish(claim, result).map_err(Error::Queue)?;
+        let seconds = started.elapsed().as_secs_f64();
+        match &outcome {
+            Ok(_) => eprintln!("worker {worker}: {} done in {seconds:.1} s", entry.label),
+            Err(error) => eprintln!(
+                "worker {worker}: {} failed after {seconds:.1} s: {}",
+                entry.label,
+                first_line(&error.to_string())
+            ),
+        }
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+/// Works through the queue, then waits for runs that other workers hold, taking over any
+/// whose worker dies, so the summary printed afterwards is complete.
+pub fn work_until_finished(queue: &Queue, options: &RunOptions) -> Result<()> {
+    loop {
+        work(queue, options, None)?;
+        let entries = queue.entries().map_err(Error::Queue)?;
+        let held = entries
+            .iter()
+            .filter(|entry| entry.state == RunState::Running && queue.is_locked(&entry.label))
+            .count();
+        if held == 0 {
+            return Ok(());
+        }
+        tracing::debug!("waiting for {held} run(s) held by other workers");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+fn run_claimed(claim: &Claim, options: &RunOptions) -> Result<RunReport> {
+    let loaded = load_run_spec(&claim.run_dir)?;
+    execute_at(&loaded, &claim.run_dir, options)
+}
+
+/// Loads a run folder's `spec.resolved.toml` as it is: no environment or `--set` layers,
+/// since they were applied when the run was queued.
+pub fn load_run_spec(run_dir: &Path) -> Result<LoadedSpec> {
+    let options = LoadOptions {
+        spec_path: run_dir.join("spec.resolved.toml"),
+        overrides: Vec::new(),
+        env: Vec::new(),
+    };
+    Ok(load(&options)?)
+}
+
+/// Final figures of a run: test accuracy of each evaluation row as
+/// `<eval>/<block>/<init>`, then the pretext task's as `pretext`.
+pub fn metrics(report: &RunReport) -> Vec<(String, f64)> {
+    report
+        .evaluations
+        .iter()
+        .map(|row| {
+            (
+                format!("{}/{}/{}", row.eval, row.block, row.init),
+                row.test_accuracy,
+            )
+        })
+        .chain(
+            report
+                .pretext
+                .iter()
+                .map(|p| ("pretext".to_string(), p.test_accuracy)),
+        )
+        .collect()
+}
+
+fn failure(error: &Error) -> RunResult {
+    let (stage, step) = match error {
+        Error::NonFiniteLoss { stage, step, .. } => (Some(stage.clone()), Some(*step)),
+        _ => (None, None),
+    };
+    RunResult::Failed {
+        error: error.to_string(),
+        stage,
+        step,
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// Starts `jobs` worker subprocesses on this machine, each with an equal share of
+/// `cores` as libtorch threads, and waits for them.
+pub fn launch_local(queue: &Queue, jobs: usize, cores: usize, data_dir: &Path) -> Result<()> {
+    let threads = (cores / jobs).max(1);
+    let engine =
+        std::env::current_exe().map_err(|error| Error::io("find", "runner-engine", error))?;
+    eprintln!(
+        "{jobs} workers on {}, {threads} libtorch thread(s) each",
+        queue.dir.display()
+    );
+    let mut children = Vec::new();
+    for _ in 0..jobs {
+        let child = Command::new(&engine)
+            .arg("worker")
+            .arg(&queue.dir)
+            .arg("--threads")
+            .arg(threads.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--log-level")
+            .arg("warn")
+            // Plain progress lines: several bars on one terminal would overwrite each other.
+            .env("CI", "1")
+            .env("OMP_NUM_THREADS", threads.to_string())
+            .spawn()
+            .map_err(|error| Error::io("start", &engine, error))?;
+        children.push(child);
+    }
+    for mut child in children {
+        let status = child
+            .wait()
+            .map_err(|error| Error::io("wait for", &engine, error))?;
+        if !status.success() {
+            eprintln!("a worker exited with {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Writes a Slurm batch script that runs one `runner worker` per array task and submits
+/// it with `sbatch`, returning the job id.
+pub fn launch_slurm(queue: &Queue, launcher: &LauncherSpec, data_dir: &Path) -> Result<String> {
+    let entries = queue.entries().map_err(Error::Queue)?;
+    let waiting = entries
+        .iter()
+        .filter(|entry| matches!(entry.state, RunState::Pending | RunState::Running))
+        .count();
+    if waiting == 0 {
+        return Err(Error::Queue(format!(
+            "every run in {} is finished; nothing to submit (`--retry-failed` or `--force` \
+             requeue runs)",
+            queue.dir.display()
+        )));
+    }
+    let slurm_dir = queue.dir.join("slurm");
+    std::fs::create_dir_all(&slurm_dir).map_err(|error| Error::io("create", &slurm_dir, error))?;
+    let engine =
+        std::env::current_exe().map_err(|error| Error::io("find", "runner-engine", error))?;
+    let sweep_dir =
+        std::path::absolute(&queue.dir).map_err(|error| Error::io("resolve", &queue.dir, error))?;
+    let script = slurm_script(launcher, &engine, &sweep_dir, data_dir, &entries, waiting);
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let path = slurm_dir.join(format!("array_{stamp}.sh"));
+    std::fs::write(&path, script).map_err(|error| Error::io("write", &path, error))?;
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&path)
+        .output()
+        .map_err(|error| {
+            Error::Queue(format!(
+                "cannot run sbatch: {error}; is Slurm installed here? (scripts/slurm-cluster \
+                 start sets up a one-machine cluster)"
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(Error::Queue(format!(
+            "sbatch {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let job = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let jobs_file = slurm_dir.join("jobs.txt");
+    let line = format!("{job} {} {waiting} tasks\n", path.display());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&jobs_file)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()))
+        .map_err(|error| Error::io("write", &jobs_file, error))?;
+    Ok(job)
+}
+
+fn slurm_script(
+    launcher: &LauncherSpec,
+    engine: &Path,
+    sweep_dir: &Path,
+    data_dir: &Path,
+    entries: &[Entry],
+    tasks: usize,
+) -> String {
+    let slurm = &launcher.slurm;
+    let name = entries
+        .first()
+        .map_or("sweep", |entry| entry.label.as_str());
+    let mut lines = vec![
+        "#!/bin/bash".to_string(),
+        format!("#SBATCH --job-name=runner-{}", shell_word_safe(name)),
+    ];
+    let throttle = if launcher.jobs > 0 {
+        format!("%{}", launcher.jobs)
+    } else {
+        String::new()
+    };
+    lines.push(format!("#SBATCH --array=0-{}{throttle}", tasks - 1));
+    lines.push(format!(
+        "#SBATCH --output={}",
+        sweep_dir.join("slurm").join("%A_%a.out").display()
+    ));
+    if !slurm.partition.is_empty() {
+        lines.push(format!("#SBATCH --partition={}", slurm.partition));
+    }
+    if !slurm.time.is_empty() {
+        lines.push(format!("#SBATCH --time={}", slurm.time));
+    }
+    if slurm.cpus_per_task > 0 {
+        lines.push(format!("#SBATCH --cpus-per-task={}", slurm.cpus_per_task));
+    }
+    if slurm.gpus > 0 {
+        lines.push(format!("#SBATCH --gpus-per-task={}", slurm.gpus));
+    }
+    for option in &slurm.extra {
+        lines.push(format!("#SBATCH {option}"));
+    }
+    lines.push(String::new());
+    lines.push(
+        "# Each task is one worker of the sweep's queue; it claims one run, so a task never \
+         runs a run that another task holds."
+            .into(),
+    );
+    lines.push(format!(
+        "exec {} worker {} --max-runs 1 --data-dir {} --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"",
+        quote(&engine.display().to_string()),
+        quote(&sweep_dir.display().to_string()),
+        quote(&data_dir.display().to_string()),
+    ));
+    lines.join("\n") + "\n"
+}
+
+fn shell_word_safe(text: &str) -> String {
+    text.chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Quotes `text` for a POSIX shell.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The end-of-sweep summary: one line per run, and whether every run finished well.
+pub fn summary(queue: &Queue) -> Result<(String, bool)> {
+    let entries = queue.entries().map_err(Error::Queue)?;
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    let mut unfinished = 0;
+    for entry in &entries {
+        let figure = match entry.state {
+            RunState::Done => entry
+                .metrics
+                .first()
+                .map(|(name, value)| format!("{name} {:.2} %", 100.0 * value))
+                .unwrap_or_default(),
+            RunState::Failed => {
+                let error = entry
+                    .attempts
+                    .last()
+                    .and_then(|attempt| attempt.error.as_deref())
+                    .unwrap_or_default();
+                failures.push(format!(
+                    "  {}: {}\n    log: {}",
+                    entry.label,
+                    first_line(error),
+                    queue.dir.join(&entry.label).join("run.log").display()
+                ));
+                first_line(error).to_string()
+            }
+            RunState::Pending | RunState::Running => {
+                unfinished += 1;
+                String::new()
+            }
+        };
+        let state = if entry.state == RunState::Running && !queue.is_locked(&entry.label) {
+            "interrupted"
+        } else {
+            entry.state.name()
+        };
+        lines.push(format!("  {:<32} {state:<11} {figure}", entry.label));
+    }
+    let mut text = format!(
+        "Sweep {} ({} runs)\n\n{}\n",
+        queue.dir.display(),
+        entries.len(),
+        lines.join("\n")
+    );
+    if !failures.is_empty() {
+        text.push_str(&format!(
+            "\n{} run(s) failed (`--retry-failed` runs them again):\n{}\n",
+            failures.len(),
+            failures.join("\n")
+        ));
+    }
+    if unfinished > 0 {
+        text.push_str(&format!(
+            "\n{unfinished} run(s) not finished; `runner resume {}` continues them\n",
+            queue.dir.display()
+        ));
+    }
+    Ok((text, failures.is_empty() && unfinished == 0))
+}
+
+/// A swept value as an hparams plugin value.
+pub fn hparam_value(value: &figment::value::Value) -> HParamValue {
+    use figment::value::Value;
+    match value {
+        Value::Bool(_, flag) => HParamValue::Bool(*flag),
+        Value::Num(..) => HParamValue::Number(value.to_f64().unwrap_or(f64::NAN)),
+        Value::String(_, text) => HParamValue::Text(text.clone()),
+        other => HParamValue::Text(toml_text(other)),
+    }
 }

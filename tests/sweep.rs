@@ -250,29 +250,31 @@ fn sweep_records_failed_run_and_continues() {
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(stdout(&dry).contains("2 run(s)"), "{}", stdout(&dry));
 
-    let output = runner(work.path(), &args);
+    let output = runner(work.path(), &[&args[..], &["--jobs", "2"]].concat());
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let message = stderr(&output);
+    let message = stdout(&output);
     assert!(message.contains("1 run(s) failed"), "{message}");
-    assert!(message.contains("lr=1e30"), "{message}");
+    assert!(message.contains("lr=1e30/run.log"), "{message}");
 
     let sweeps: Vec<PathBuf> = std::fs::read_dir(runs.join("tiny"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(sweeps.len(), 1);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(sweeps[0].join("sweep.json")).unwrap())
-            .unwrap();
-    let states: Vec<&str> = report["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["state"].as_str().unwrap())
-        .collect();
-    assert_eq!(states, vec!["failed", "done"]);
-    let error = report["runs"][0]["error"].as_str().unwrap();
-    assert!(error.contains("loss is"), "{error}");
+    let entry = |label: &str| -> serde_json::Value {
+        let path = sweeps[0].join("queue").join(format!("{label}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (failed, done) = (entry("lr=1e30"), entry("lr=0.05"));
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(done["state"], "done");
+    let attempt = &failed["attempts"][0];
+    assert!(
+        attempt["error"].as_str().unwrap().contains("loss is"),
+        "{attempt}"
+    );
+    assert_eq!(attempt["stage"], "pretext");
+    assert!(attempt["step"].as_u64().unwrap() >= 1, "{attempt}");
     for label in ["lr=1e30", "lr=0.05"] {
         assert!(
             sweeps[0].join(label).join("spec.resolved.toml").is_file(),
@@ -282,6 +284,26 @@ fn sweep_records_failed_run_and_continues() {
     assert!(sweeps[0]
         .join("lr=0.05/pretext/checkpoint.safetensors")
         .is_file());
+
+    // The HPARAMS tab, as TensorBoard's own hparams backend serves it.
+    let hparams = std::process::Command::new(common::python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_hparams.py"))
+        .arg(&sweeps[0])
+        .output()
+        .unwrap();
+    assert!(hparams.status.success(), "{}", stderr(&hparams));
+    let tab: serde_json::Value = serde_json::from_slice(&hparams.stdout).unwrap();
+    assert_eq!(tab["hparams"], serde_json::json!(["train.lr"]));
+    assert_eq!(tab["metrics"], serde_json::json!(["final/pretext"]));
+    let session = &tab["sessions"]["lr=0.05"];
+    assert_eq!(session["hparams"]["train.lr"], 0.05);
+    assert_eq!(session["status"], "STATUS_SUCCESS");
+    let accuracy = done["metrics"][0][1].as_f64().unwrap();
+    let shown = session["metrics"]["final/pretext"].as_f64().unwrap();
+    assert!((shown - accuracy).abs() < 1e-6, "{shown} != {accuracy}");
+    let session = &tab["sessions"]["lr=1e30"];
+    assert_eq!(session["hparams"]["train.lr"], 1e30);
+    assert_eq!(session["status"], "STATUS_FAILURE");
 
     let report = runner(work.path(), &["report", sweeps[0].to_str().unwrap()]);
     assert!(report.status.success(), "{}", stderr(&report));

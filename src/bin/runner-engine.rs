@@ -7,12 +7,15 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use runner::cli::{
-    data_dir, dry_run, print_list, validate, BenchArgs, Cli, Command, RunArgs, SpecArgs,
+    data_dir, dry_run, print_list, validate, BenchArgs, Cli, Command, QueueArgs, ResumeArgs,
+    RunArgs, SpecArgs, WorkerArgs,
 };
 use runner::logging::{self, progress::ProgressMode};
-use runner::run::{execute, results_table, RunOptions};
-use runner::spec::{load, LoadOptions, LoadedSpec};
+use runner::queue::Queue;
+use runner::run::{execute, results_table, RunOptions, RunReport};
+use runner::spec::{load, LauncherSpec, LoadOptions, LoadedSpec};
 use runner::sweep::expand;
+use runner::sweep_run;
 use runner::Error;
 
 fn main() -> ExitCode {
@@ -30,6 +33,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Validate(args)) => validate(&args),
         Some(Command::Report(args)) => runner::cli::report(&args),
+        Some(Command::Status(args)) => runner::cli::status(&args),
+        Some(Command::Worker(args)) => worker(args),
+        Some(Command::Resume(args)) => resume(args),
         Some(Command::Run(args)) => run(args),
         Some(Command::Bench(args)) => bench(args),
         None if cli.run.spec.spec.is_some() => run(cli.run),
@@ -69,29 +75,27 @@ fn run(args: RunArgs) -> ExitCode {
     }
     match execute(&loaded, &run_options(&args)) {
         Ok(report) => {
-            println!(
-                "\nResults of {} (test accuracy)\n",
-                report.run_dir.display()
-            );
-            print!("{}", results_table(&report));
-            if let Some(pretext) = &report.pretext {
-                println!(
-                    "\npretext: {:.2} % test accuracy on the pretext task, {:.0} images/s",
-                    100.0 * pretext.test_accuracy,
-                    pretext.images_per_second,
-                );
-            }
-            println!("total: {:.1} s", report.wall_seconds);
+            print_report(&report);
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("error: {error}");
-            match error {
-                Error::Spec(_) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
-        }
+        Err(error) => fail(&error),
     }
+}
+
+fn print_report(report: &RunReport) {
+    println!(
+        "\nResults of {} (test accuracy)\n",
+        report.run_dir.display()
+    );
+    print!("{}", results_table(report));
+    if let Some(pretext) = &report.pretext {
+        println!(
+            "\npretext: {:.2} % test accuracy on the pretext task, {:.0} images/s",
+            100.0 * pretext.test_accuracy,
+            pretext.images_per_second,
+        );
+    }
+    println!("total: {:.1} s", report.wall_seconds);
 }
 
 fn run_options(args: &RunArgs) -> RunOptions {
@@ -103,10 +107,12 @@ fn run_options(args: &RunArgs) -> RunOptions {
             .or_else(|| std::env::var_os("RUNNER_RUNS_DIR").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("runs")),
         progress: ProgressMode::detect(),
+        threads: None,
     }
 }
 
-/// Runs every run of a swept spec; exit code 1 when any failed.
+/// Puts every run of a swept spec in the queue of its sweep folder and works through it
+/// with the launcher the spec or flags choose; exit code 1 when any run failed.
 fn run_sweep(args: &RunArgs, options: &LoadOptions, base: &LoadedSpec) -> ExitCode {
     let runs = match expand(options, base, &args.sweeps) {
         Ok(runs) => runs,
@@ -115,32 +121,183 @@ fn run_sweep(args: &RunArgs, options: &LoadOptions, base: &LoadedSpec) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let report = match runner::sweep_run::execute_sweep(&runs, &run_options(args)) {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
+    let run_options = run_options(args);
+    let sweep_dir = args.sweep_dir.clone().unwrap_or_else(|| {
+        sweep_run::default_sweep_dir(
+            &run_options.runs_dir,
+            &base.spec.experiment.name,
+            &options.spec_path,
+        )
+    });
+    let queue =
+        match sweep_run::enqueue(&runs, &options.spec_path, &sweep_dir, &run_options.data_dir) {
+            Ok(queue) => queue,
+            Err(error) => return fail(&error),
+        };
+    work_queue(
+        &queue,
+        &args.queue,
+        &base.spec.launcher,
+        base.spec.device.threads,
+        run_options,
+    )
+}
+
+/// Requeues what the flags ask for, then runs the queue with the chosen launcher and
+/// prints the summary.
+fn work_queue(
+    queue: &Queue,
+    flags: &QueueArgs,
+    launcher: &LauncherSpec,
+    spec_threads: usize,
+    run_options: RunOptions,
+) -> ExitCode {
+    if let Err(error) = sweep_run::requeue(queue, flags.retry_failed, flags.force) {
+        return fail(&error);
+    }
+    let mut launcher = launcher.clone();
+    if let Some(kind) = &flags.launcher {
+        launcher.kind = kind.clone();
+    }
+    if let Some(jobs) = flags.jobs {
+        launcher.jobs = jobs;
+    }
+    if launcher.kind == "slurm" {
+        let data_dir = std::path::absolute(&run_options.data_dir).unwrap_or(run_options.data_dir);
+        return match sweep_run::launch_slurm(queue, &launcher, &data_dir) {
+            Ok(job) => {
+                println!(
+                    "submitted Slurm job array {job} for {}; `runner status {}` shows the queue",
+                    queue.dir.display(),
+                    queue.dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        };
+    }
+    let outcome = if launcher.jobs > 1 {
+        let cores = if spec_threads > 0 {
+            spec_threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        sweep_run::launch_local(queue, launcher.jobs, cores, &run_options.data_dir)
+    } else {
+        sweep_run::work_until_finished(queue, &run_options)
     };
-    println!(
-        "\nSweep {} ({} runs)\n",
-        report.sweep_dir.display(),
-        report.runs.len()
-    );
-    println!("{}", runner::sweep_run::sweep_table(&report));
-    let failures: Vec<_> = report.failures().collect();
-    if failures.is_empty() {
+    if let Err(error) = outcome {
+        return fail(&error);
+    }
+    match sweep_run::summary(queue) {
+        Ok((text, all_done)) => {
+            println!("\n{text}");
+            if all_done {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &Error) -> ExitCode {
+    eprintln!("error: {error}");
+    match error {
+        Error::Spec(_) => ExitCode::from(2),
+        Error::Queue(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// `runner worker DIR`: joins a sweep's queue.
+fn worker(args: WorkerArgs) -> ExitCode {
+    logging::init(&args.log_level);
+    let queue = match runner::queue::open(&args.dir) {
+        Ok(queue) => queue,
+        Err(message) => return fail(&Error::Queue(message)),
+    };
+    let options = RunOptions {
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| queue.manifest.data_dir.clone()),
+        runs_dir: queue.dir.clone(),
+        progress: ProgressMode::detect(),
+        threads: args.threads,
+    };
+    match sweep_run::work(&queue, &options, args.max_runs) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+/// `runner resume DIR`: continues a sweep folder's queue, or a single run folder.
+fn resume(args: ResumeArgs) -> ExitCode {
+    logging::init(&args.log_level);
+    if !args.dir.join("sweep.json").is_file() && args.dir.join("spec.resolved.toml").is_file() {
+        return resume_run(&args);
+    }
+    let queue = match runner::queue::open(&args.dir) {
+        Ok(queue) => queue,
+        Err(message) => return fail(&Error::Queue(message)),
+    };
+    let options = RunOptions {
+        data_dir: args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| queue.manifest.data_dir.clone()),
+        runs_dir: queue.dir.clone(),
+        progress: ProgressMode::detect(),
+        threads: None,
+    };
+    // Every run carries the same launcher settings; read them from the first.
+    let first = queue
+        .manifest
+        .runs
+        .first()
+        .map(|run| queue.dir.join(&run.label));
+    let (launcher, threads) = first
+        .and_then(|dir| sweep_run::load_run_spec(&dir).ok())
+        .map_or((LauncherSpec::default(), 0), |loaded| {
+            (loaded.spec.launcher, loaded.spec.device.threads)
+        });
+    work_queue(&queue, &args.queue, &launcher, threads, options)
+}
+
+/// Continues an interrupted single run in its folder.
+fn resume_run(args: &ResumeArgs) -> ExitCode {
+    let run_dir = &args.dir;
+    if run_dir.join("metrics.json").is_file() && !args.queue.force {
+        println!(
+            "{} is finished (metrics.json); `--force` runs it again",
+            run_dir.display()
+        );
         return ExitCode::SUCCESS;
     }
-    eprintln!("\n{} run(s) failed:", failures.len());
-    for run in failures {
-        eprintln!(
-            "  {}: see {}",
-            run.label,
-            run.run_dir.join("run.log").display()
-        );
+    let loaded = match sweep_run::load_run_spec(run_dir) {
+        Ok(loaded) => loaded,
+        Err(error) => return fail(&error),
+    };
+    if args.queue.force {
+        if let Err(message) = runner::queue::clear_run_dir(run_dir) {
+            return fail(&Error::Queue(message));
+        }
     }
-    ExitCode::FAILURE
+    let options = RunOptions {
+        data_dir: data_dir(args.data_dir.clone()),
+        runs_dir: run_dir.clone(),
+        progress: ProgressMode::detect(),
+        threads: None,
+    };
+    match runner::run::execute_at(&loaded, run_dir, &options) {
+        Ok(report) => {
+            print_report(&report);
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
+    }
 }
 
 fn bench(args: BenchArgs) -> ExitCode {

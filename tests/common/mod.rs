@@ -24,6 +24,13 @@ pub fn python() -> PathBuf {
 /// Runs the `runner` binary with `args` in `cwd`, with `RUNNER_*` spec variables removed
 /// from the environment so that only the test's own settings apply.
 pub fn runner(cwd: &Path, args: &[&str]) -> Output {
+    runner_command(cwd, args)
+        .output()
+        .expect("runner binary starts")
+}
+
+/// The command of [`runner`], to start in the background.
+pub fn runner_command(cwd: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runner"));
     command.current_dir(cwd).args(args).env("CI", "1");
     for (name, _) in std::env::vars() {
@@ -31,7 +38,7 @@ pub fn runner(cwd: &Path, args: &[&str]) -> Output {
             command.env_remove(name);
         }
     }
-    command.output().expect("runner binary starts")
+    command
 }
 
 pub fn stderr(output: &Output) -> String {

@@ -70,7 +70,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(spec) => spec,
         Err(code) => return code,
     };
-    if !args.sweeps.is_empty() || loaded.spec.sweep.is_some() {
+    // A plain spec goes through a queue too when a sweep folder or the Slurm launcher is
+    // asked for: a queue of one run.
+    let slurm = args.queue.launcher.as_deref().unwrap_or(&loaded.spec.launcher.kind) == "slurm";
+    if !args.sweeps.is_empty() || loaded.spec.sweep.is_some() || args.sweep_dir.is_some() || slurm
+    {
         return run_sweep(&args, &options, &loaded);
     }
     match execute(&loaded, &run_options(&args)) {

@@ -2,7 +2,7 @@
 //! every run in its HPARAMS tab with the swept values and final figures.
 //!
 //! The experiment record (columns: swept keys and final metrics) goes in an event file in
-//! the sweep folder; each run folder gets an event file with its session start (swept
+//! the sweep folder. Each run folder gets an event file with its session start (swept
 //! values), one `final/<metric>` scalar per figure and its session end (success or
 //! failure).
 

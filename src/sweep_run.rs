@@ -13,8 +13,8 @@ use crate::run::{execute_at, RunOptions, RunReport};
 use crate::spec::{load, LauncherSpec, LoadOptions, LoadedSpec};
 use crate::sweep::{toml_text, SweepRun};
 
-/// The default sweep folder: `<runs>/<experiment>/sweep_<spec file name>`, so running the
-/// same sweep again finds its queue.
+/// Returns the default sweep folder, `<runs>/<experiment>/sweep_<spec file name>`, so
+/// running the same sweep again finds its queue.
 pub fn default_sweep_dir(runs_dir: &Path, experiment: &str, spec_path: &Path) -> PathBuf {
     let stem = spec_path
         .file_stem()
@@ -25,8 +25,8 @@ pub fn default_sweep_dir(runs_dir: &Path, experiment: &str, spec_path: &Path) ->
         .join(format!("sweep_{}", crate::sweep::folder_label(&stem, 80)))
 }
 
-/// Puts `runs` in the queue of `sweep_dir`, or joins the queue already there when it holds
-/// the same runs, and writes the hparams plugin's experiment record.
+/// Puts `runs` in the queue of `sweep_dir`, or joins the queue already there when it
+/// contains the same runs, and writes the hparams plugin's experiment record.
 pub fn enqueue(
     runs: &[SweepRun],
     spec_path: &Path,
@@ -54,7 +54,7 @@ pub fn enqueue(
 fn new_run(run: &SweepRun) -> NewRun {
     let mut loaded = run.loaded.clone();
     loaded.spec.sweep = None;
-    // The launcher settings say how runs are started, not what they compute, so a sweep
+    // The launcher settings describe how runs are started, not what they compute, so a sweep
     // started again with other `--jobs` still matches its queue.
     let mut identity = loaded.spec.clone();
     identity.launcher = LauncherSpec::default();
@@ -66,7 +66,7 @@ fn new_run(run: &SweepRun) -> NewRun {
     }
 }
 
-/// The swept values of `run`, as `key=value`.
+/// Formats the swept values of `run` as `key=value`.
 pub fn overrides(run: &SweepRun) -> Vec<String> {
     run.assignments
         .iter()
@@ -260,16 +260,19 @@ pub fn launch_slurm(queue: &Queue, launcher: &LauncherSpec, data_dir: &Path) -> 
             queue.dir.display()
         )));
     }
+
     let slurm_dir = queue.dir.join("slurm");
     std::fs::create_dir_all(&slurm_dir).map_err(|error| Error::io("create", &slurm_dir, error))?;
     let engine =
         std::env::current_exe().map_err(|error| Error::io("find", "runner-engine", error))?;
     let sweep_dir =
         std::path::absolute(&queue.dir).map_err(|error| Error::io("resolve", &queue.dir, error))?;
+
     let script = slurm_script(launcher, &engine, &sweep_dir, data_dir, &entries, waiting);
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let path = slurm_dir.join(format!("array_{stamp}.sh"));
     std::fs::write(&path, script).map_err(|error| Error::io("write", &path, error))?;
+
     let output = Command::new("sbatch")
         .arg("--parsable")
         .arg(&path)
@@ -287,12 +290,14 @@ pub fn launch_slurm(queue: &Queue, launcher: &LauncherSpec, data_dir: &Path) -> 
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
+
     let job = String::from_utf8_lossy(&output.stdout)
         .trim()
         .split(';')
         .next()
         .unwrap_or_default()
         .to_string();
+
     let jobs_file = slurm_dir.join("jobs.txt");
     let line = format!("{job} {} {waiting} tasks\n", path.display());
     std::fs::OpenOptions::new()
@@ -320,6 +325,7 @@ fn slurm_script(
         "#!/bin/bash".to_string(),
         format!("#SBATCH --job-name=runner-{}", shell_word_safe(name)),
     ];
+
     let throttle = if launcher.jobs > 0 {
         format!("%{}", launcher.jobs)
     } else {
@@ -330,6 +336,7 @@ fn slurm_script(
         "#SBATCH --output={}",
         sweep_dir.join("slurm").join("%A_%a.out").display()
     ));
+
     if !slurm.partition.is_empty() {
         lines.push(format!("#SBATCH --partition={}", slurm.partition));
     }
@@ -345,6 +352,7 @@ fn slurm_script(
     for option in &slurm.extra {
         lines.push(format!("#SBATCH {option}"));
     }
+
     lines.push(String::new());
     lines.push(
         "# Each task is one worker of the sweep's queue; it claims one run, so a task never \
@@ -377,7 +385,8 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-/// The end-of-sweep summary: one line per run, and whether every run finished well.
+/// Formats the end-of-sweep summary (one line per run) and returns whether every run
+/// finished without failure.
 pub fn summary(queue: &Queue) -> Result<(String, bool)> {
     let entries = queue.entries().map_err(Error::Queue)?;
     let mut lines = Vec::new();
@@ -438,7 +447,7 @@ pub fn summary(queue: &Queue) -> Result<(String, bool)> {
     Ok((text, failures.is_empty() && unfinished == 0))
 }
 
-/// A swept value as an hparams plugin value.
+/// Converts a swept value to an hparams plugin value.
 pub fn hparam_value(value: &figment::value::Value) -> HParamValue {
     use figment::value::Value;
     match value {

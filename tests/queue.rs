@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{data_dir, python, runner, runner_command, stderr, stdout, tiny_spec};
 use serde_json::Value;
 
-/// The tiny spec without evaluations: a pretext stage of `epochs` epochs.
+/// Writes the tiny spec without evaluations: a pretext stage of `epochs` epochs.
 fn pretext_spec(dir: &Path, train: usize, epochs: usize) -> PathBuf {
     let text = tiny_spec(train, 40)
         .replace("[[eval]]", "[[unused]]")
@@ -52,7 +52,7 @@ fn event_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn two_workers_run_each_of_eight_runs_once() {
+fn queue_two_workers_run_each_once() {
     let work = tempfile::tempdir().unwrap();
     let spec = pretext_spec(work.path(), 128, 1);
     let sweep = work.path().join("sweep");
@@ -104,7 +104,7 @@ fn scalars(run_dir: &Path) -> Value {
 }
 
 #[test]
-fn a_run_killed_mid_epoch_resumes_to_the_same_result() {
+fn resume_after_sigkill_matches_uninterrupted() {
     let work = tempfile::tempdir().unwrap();
     let spec = pretext_spec(work.path(), 1024, 4);
     let data = data_dir();
@@ -204,7 +204,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_result() {
 }
 
 #[test]
-fn a_folder_of_another_sweep_is_refused_and_finished_runs_need_force() {
+fn sweep_dir_rejects_other_sweep_and_needs_force() {
     let work = tempfile::tempdir().unwrap();
     let spec = pretext_spec(work.path(), 128, 1);
     let sweep = work.path().join("sweep");
@@ -274,7 +274,7 @@ fn a_folder_of_another_sweep_is_refused_and_finished_runs_need_force() {
 }
 
 #[test]
-fn slurm_launcher_runs_the_queue_on_a_local_cluster() {
+fn slurm_launcher_runs_queue() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-cluster");
     let cluster = Command::new(&script).arg("start").output().unwrap();
     if !cluster.status.success() {

@@ -43,7 +43,7 @@ pub trait Objective {
     /// Measures accuracy on the test split, in [0, 1].
     fn test_accuracy(&mut self) -> Result<f64>;
 
-    /// The variables a checkpoint holds, by name.
+    /// Returns the variables a checkpoint stores, by name.
     fn variables(&self) -> Vec<(String, Tensor)>;
 
     /// Writes images that show the stage's inputs, once before training.
@@ -99,7 +99,7 @@ pub fn steps_per_epoch(examples: usize, batch_size: usize) -> usize {
 ///
 /// # Resuming
 ///
-/// After each epoch the stage's `checkpoint.safetensors` holds the variables of `store`,
+/// After each epoch the stage's `checkpoint.safetensors` contains the variables of `store`,
 /// the optimiser state and the position (epochs, steps, event-file length). Each epoch
 /// draws its random numbers from a seed of its own, so a stage that finds a checkpoint in
 /// its folder continues from it and ends with the same weights as one that never stopped;
@@ -288,7 +288,7 @@ fn epoch_seed(seed: u64, stage: &str, epoch: usize) -> i64 {
     (mixed >> 1) as i64
 }
 
-/// Where a stage stands after its last finished epoch, stored in its checkpoint as
+/// Position of a stage after its last finished epoch, stored in its checkpoint as
 /// `state.*` tensors.
 struct TrainingState {
     epochs: usize,

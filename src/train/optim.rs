@@ -99,7 +99,7 @@ impl Optimizer {
         });
     }
 
-    /// The state as named tensors: `optimizer.steps` and `optimizer.<variable>.<slot>`.
+    /// Returns the state as named tensors: `optimizer.steps` and `optimizer.<variable>.<slot>`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut state = vec![("optimizer.steps".to_string(), Tensor::from(self.steps))];
         for ((name, _), slots) in self.parameters.iter().zip(&self.slots) {
@@ -136,7 +136,7 @@ impl Optimizer {
     }
 }
 
-/// One update of `parameter`, in place.
+/// Applies one update to `parameter` in place.
 fn update(
     rule: Rule,
     weight_decay: f64,

@@ -8,10 +8,10 @@
 //!     <label>/spec.resolved.toml, run.log, stage folders, metrics.json
 //! ```
 //!
-//! A worker claims a run by taking its lock file without waiting, then reading its entry:
-//! a `pending` run is claimed, and so is a `running` one, since a free lock means the worker
-//! that ran it has died (the kernel drops a process's locks when it exits, even by
-//! SIGKILL); the run then resumes from its checkpoints. Only the lock holder writes an
+//! A worker claims a run by taking its lock file without waiting, then reading its entry.
+//! A `pending` run is claimed, and so is a `running` one: the kernel drops a process's
+//! locks when it exits, even by SIGKILL, so a free lock means the worker that ran it has
+//! died. That run then resumes from its checkpoints. Only the lock holder writes an
 //! entry, always through a temporary file and a rename. So any number of workers, on one
 //! machine or on several sharing a file system with working locks, run each run once.
 
@@ -44,7 +44,7 @@ impl RunState {
     }
 }
 
-/// How one attempt at a run ended.
+/// Outcome of one attempt at a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -137,7 +137,7 @@ pub struct Claim {
 ///
 /// # Errors
 ///
-/// When `dir` holds a queue of other runs (another spec, or other sweep values), naming
+/// When `dir` contains a queue of other runs (another spec, or other sweep values), naming
 /// the runs that differ; nothing in the folder is changed then.
 pub fn create_or_join(
     dir: &Path,
@@ -154,7 +154,7 @@ pub fn create_or_join(
         )
     })?;
     // One process at a time sets the queue up, so two sweeps started together into one
-    // folder either both join the same queue or the second sees the first's runs.
+    // folder either both join the same queue or the second finds the first's runs.
     let guard = lock_file(&queue_dir.join("setup.lock"))?;
     guard
         .lock()
@@ -209,7 +209,7 @@ pub fn create_or_join(
         data_dir: data_dir.to_path_buf(),
         runs: identities,
     };
-    // Written last: a folder with sweep.json holds a complete queue.
+    // Written last: a folder with sweep.json contains a complete queue.
     write_json(&manifest_path, &manifest)?;
     Ok(Queue {
         dir: dir.to_path_buf(),
@@ -294,7 +294,7 @@ impl Queue {
             .collect()
     }
 
-    /// Whether another worker holds the lock of the run `label` now.
+    /// Returns true when another worker has locked the run `label`.
     pub fn is_locked(&self, label: &str) -> bool {
         let Ok(file) = lock_file(&self.queue_dir().join(format!("{label}.lock"))) else {
             return false;
@@ -400,7 +400,7 @@ impl Queue {
     }
 }
 
-/// How a claimed run ended.
+/// Result of a claimed run.
 pub enum RunResult {
     Done {
         metrics: Vec<(String, f64)>,
@@ -583,7 +583,7 @@ mod tests {
     }
 
     #[test]
-    fn claims_each_run_once_and_skips_held_runs() {
+    fn claim_skips_held_and_finished_runs() {
         let dir = tempfile::tempdir().unwrap();
         let queue = create(dir.path(), &["0.1", "0.2"]).unwrap();
         let first = queue.claim("a:1").unwrap().unwrap();
@@ -610,11 +610,11 @@ mod tests {
     }
 
     #[test]
-    fn a_run_whose_worker_died_is_claimed_again_as_resumed() {
+    fn claim_resumes_run_of_dead_worker() {
         let dir = tempfile::tempdir().unwrap();
         let queue = create(dir.path(), &["0.1"]).unwrap();
-        // Dropping the claim without finishing it is what a killed worker leaves: the
-        // entry says running and the lock is free.
+        // Dropping the claim without finishing it leaves what a killed worker leaves: the
+        // entry is `running` and the lock is free.
         drop(queue.claim("a:1").unwrap().unwrap());
         let again = queue.claim("b:2").unwrap().unwrap();
         assert!(again.resumed);
@@ -623,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn joining_with_the_same_runs_keeps_the_queue_and_other_runs_are_refused() {
+    fn join_keeps_queue_and_rejects_other_runs() {
         let dir = tempfile::tempdir().unwrap();
         let queue = create(dir.path(), &["0.1", "0.2"]).unwrap();
         let claim = queue.claim("a:1").unwrap().unwrap();
@@ -656,7 +656,7 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_with_other_files_is_not_taken_over() {
+    fn create_rejects_folder_without_queue() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         let error = create(dir.path(), &["0.1"]).unwrap_err();
@@ -664,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn forcing_a_finished_run_empties_its_folder_but_keeps_the_spec() {
+    fn force_requeue_keeps_only_spec() {
         let dir = tempfile::tempdir().unwrap();
         let queue = create(dir.path(), &["0.1"]).unwrap();
         let claim = queue.claim("a:1").unwrap().unwrap();

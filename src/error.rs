@@ -46,6 +46,14 @@ pub enum Error {
     #[error("libtorch error: {0}")]
     Torch(#[from] tch::TchError),
 
+    /// Another process is running the run in this folder.
+    #[error(
+        "{} is in use: another runner process is running it (it holds run.lock); wait for \
+         that process to end",
+        .0.display()
+    )]
+    RunInUse(PathBuf),
+
     /// A sweep's queue folder cannot be used as asked.
     #[error("{0}")]
     Queue(String),

@@ -72,6 +72,7 @@ pub fn execute(loaded: &LoadedSpec, options: &RunOptions) -> Result<RunReport> {
 /// is kept.
 pub fn execute_at(loaded: &LoadedSpec, run_dir: &Path, options: &RunOptions) -> Result<RunReport> {
     let spec = &loaded.spec;
+    let _lock = lock_run_dir(run_dir)?;
     let path = run_dir.join("spec.resolved.toml");
     if !path.exists() {
         std::fs::write(&path, loaded.resolved_text())
@@ -93,6 +94,29 @@ pub fn execute_at(loaded: &LoadedSpec, run_dir: &Path, options: &RunOptions) -> 
     }
     logging::detach_run_log();
     result
+}
+
+/// Takes the lock `run.lock` in `run_dir` without waiting, so that two processes never
+/// train in one run folder. The kernel releases it when the returned file is dropped or the
+/// process dies.
+///
+/// # Errors
+///
+/// [`Error::RunInUse`] when another process holds it.
+pub fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(run_dir).map_err(|error| Error::io("create", run_dir, error))?;
+    let path = run_dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| Error::io("open", &path, error))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::RunInUse(run_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(error)) => Err(Error::io("lock", &path, error)),
+    }
 }
 
 fn execute_in(spec: &Spec, run_dir: &Path, options: &RunOptions) -> Result<RunReport> {

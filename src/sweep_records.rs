@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::logging::events::EventWriter;
 use crate::logging::hparams::{self, HParamValue};
 use crate::queue::{Claim, Queue};
@@ -53,7 +53,7 @@ pub fn write_experiment(queue: &Queue, runs: &[SweepRun]) -> Result<()> {
 /// from an earlier attempt.
 pub fn write_session(queue: &Queue, claim: &Claim, outcome: &Result<RunReport>) -> Result<()> {
     let run_dir = queue.dir.join(&claim.label);
-    remove_event_files(&run_dir)?;
+    crate::logging::events::remove_event_files(&run_dir, None)?;
     let values: Vec<(String, HParamValue)> = claim
         .entry
         .overrides
@@ -108,23 +108,5 @@ pub fn expected_metrics(spec: &Spec) -> Vec<String> {
 }
 
 fn has_event_file(dir: &Path) -> Result<bool> {
-    Ok(event_files(dir)?.next().is_some())
-}
-
-fn remove_event_files(dir: &Path) -> Result<()> {
-    for path in event_files(dir)? {
-        std::fs::remove_file(&path).map_err(|error| Error::io("remove", &path, error))?;
-    }
-    Ok(())
-}
-
-/// Event files directly in `dir` (not in stage folders).
-fn event_files(dir: &Path) -> Result<impl Iterator<Item = std::path::PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|error| Error::io("read", dir, error))?;
-    Ok(entries.flatten().map(|entry| entry.path()).filter(|path| {
-        path.is_file()
-            && path
-                .file_name()
-                .is_some_and(|name| name.to_string_lossy().starts_with("events.out.tfevents."))
-    }))
+    Ok(crate::logging::events::event_files(dir)?.next().is_some())
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::logging::hparams::HParamValue;
-use crate::queue::{self, Claim, Entry, NewRun, Queue, RunResult, RunState};
+use crate::queue::{self, Claim, NewRun, Queue, RunResult, RunState};
 use crate::run::{execute_at, RunOptions, RunReport};
 use crate::spec::{load, LauncherSpec, LoadOptions, LoadedSpec};
 use crate::sweep::{toml_text, SweepRun};
@@ -74,8 +74,9 @@ pub fn overrides(run: &SweepRun) -> Vec<String> {
         .collect()
 }
 
-/// Requeues failed runs (`retry_failed`) and finished ones (`force`), reporting what it did.
-pub fn requeue(queue: &Queue, retry_failed: bool, force: bool) -> Result<()> {
+/// Requeues failed runs (`retry_failed`) and finished ones (`force`), all or only the run
+/// `only`, reporting what it did.
+pub fn requeue(queue: &Queue, retry_failed: bool, force: bool, only: Option<&str>) -> Result<()> {
     let mut states = Vec::new();
     if retry_failed || force {
         states.push(RunState::Failed);
@@ -86,53 +87,70 @@ pub fn requeue(queue: &Queue, retry_failed: bool, force: bool) -> Result<()> {
     if states.is_empty() {
         return Ok(());
     }
-    let labels = queue.requeue(&states).map_err(Error::Queue)?;
+    let labels = queue.requeue(&states, only).map_err(Error::Queue)?;
     if !labels.is_empty() {
         eprintln!("requeued {} run(s): {}", labels.len(), labels.join(", "));
     }
     Ok(())
 }
 
+/// Runs counted by [`work`].
+#[derive(Debug, Default)]
+pub struct WorkCount {
+    pub done: usize,
+    pub failed: usize,
+}
+
 /// Claims and runs queued runs until none is left (or `max_runs` ran), returning how many
 /// this worker ran.
-pub fn work(queue: &Queue, options: &RunOptions, max_runs: Option<usize>) -> Result<usize> {
+pub fn work(queue: &Queue, options: &RunOptions, max_runs: Option<usize>) -> Result<WorkCount> {
     let worker = queue::worker_name();
-    let mut ran = 0;
-    while max_runs.is_none_or(|max| ran < max) {
+    let mut count = WorkCount::default();
+    while max_runs.is_none_or(|max| count.done + count.failed < max) {
         let Some(claim) = queue.claim(&worker).map_err(Error::Queue)? else {
             break;
         };
-        let verb = if claim.resumed {
-            "resuming"
+        if run_claim(queue, claim, options, &worker)? {
+            count.done += 1;
         } else {
-            "starting"
-        };
-        eprintln!("worker {worker}: {verb} {}", claim.label);
-        let started = Instant::now();
-        let outcome = run_claimed(&claim, options);
-        let result = match &outcome {
-            Ok(report) => RunResult::Done {
-                metrics: metrics(report),
-                seconds: report.wall_seconds,
-            },
-            Err(error) => failure(error),
-        };
-        if let Err(error) = crate::sweep_records::write_session(queue, &claim, &outcome) {
-            tracing::warn!("hparams records of {} not written: {error}", claim.label);
+            count.failed += 1;
         }
-        let entry = queue.finish(claim, result).map_err(Error::Queue)?;
-        let seconds = started.elapsed().as_secs_f64();
-        match &outcome {
-            Ok(_) => eprintln!("worker {worker}: {} done in {seconds:.1} s", entry.label),
-            Err(error) => eprintln!(
-                "worker {worker}: {} failed after {seconds:.1} s: {}",
-                entry.label,
-                first_line(&error.to_string())
-            ),
-        }
-        ran += 1;
     }
-    Ok(ran)
+    Ok(count)
+}
+
+/// Runs a claimed run, records its outcome in the queue and its hparams session records,
+/// and returns whether it finished without failure.
+pub fn run_claim(queue: &Queue, claim: Claim, options: &RunOptions, worker: &str) -> Result<bool> {
+    let verb = if claim.resumed {
+        "resuming"
+    } else {
+        "starting"
+    };
+    eprintln!("worker {worker}: {verb} {}", claim.label);
+    let started = Instant::now();
+    let outcome = run_claimed(&claim, options);
+    let result = match &outcome {
+        Ok(report) => RunResult::Done {
+            metrics: metrics(report),
+            seconds: report.wall_seconds,
+        },
+        Err(error) => failure(error),
+    };
+    if let Err(error) = crate::sweep_records::write_session(queue, &claim, &outcome) {
+        tracing::warn!("hparams records of {} not written: {error}", claim.label);
+    }
+    let entry = queue.finish(claim, result).map_err(Error::Queue)?;
+    let seconds = started.elapsed().as_secs_f64();
+    match &outcome {
+        Ok(_) => eprintln!("worker {worker}: {} done in {seconds:.1} s", entry.label),
+        Err(error) => eprintln!(
+            "worker {worker}: {} failed after {seconds:.1} s: {}",
+            entry.label,
+            first_line(&error.to_string())
+        ),
+    }
+    Ok(outcome.is_ok())
 }
 
 /// Works through the queue, then waits for runs that other workers hold, taking over any
@@ -208,7 +226,16 @@ fn first_line(text: &str) -> &str {
 
 /// Starts `jobs` worker subprocesses on this machine, each with an equal share of
 /// `cores` as libtorch threads, and waits for them.
+/// No more workers start than there are runs waiting. A worker dies with this process, so
+/// stopping the command (SIGTERM, SIGINT) stops the sweep and leaves its runs to resume.
 pub fn launch_local(queue: &Queue, jobs: usize, cores: usize, data_dir: &Path) -> Result<()> {
+    let waiting = queue
+        .entries()
+        .map_err(Error::Queue)?
+        .iter()
+        .filter(|entry| matches!(entry.state, RunState::Pending | RunState::Running))
+        .count();
+    let jobs = jobs.min(waiting).max(1);
     let threads = (cores / jobs).max(1);
     let engine =
         std::env::current_exe().map_err(|error| Error::io("find", "runner-engine", error))?;
@@ -216,9 +243,29 @@ pub fn launch_local(queue: &Queue, jobs: usize, cores: usize, data_dir: &Path) -
         "{jobs} workers on {}, {threads} libtorch thread(s) each",
         queue.dir.display()
     );
+    if jobs > cores {
+        tracing::warn!(
+            "{jobs} jobs on {cores} cores: the workers share the cores and each runs slower; \
+             `--jobs {cores}` keeps one core per worker"
+        );
+    }
+    let parent = std::process::id();
     let mut children = Vec::new();
     for _ in 0..jobs {
-        let child = Command::new(&engine)
+        let mut command = Command::new(&engine);
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe calls (prctl, getppid, _exit).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The parent may have died before prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let child = command
             .arg("worker")
             .arg(&queue.dir)
             .arg("--threads")
@@ -238,7 +285,8 @@ pub fn launch_local(queue: &Queue, jobs: usize, cores: usize, data_dir: &Path) -
         let status = child
             .wait()
             .map_err(|error| Error::io("wait for", &engine, error))?;
-        if !status.success() {
+        // Exit code 1 means a run failed, which the summary lists.
+        if !matches!(status.code(), Some(0 | 1)) {
             eprintln!("a worker exited with {status}");
         }
     }
@@ -262,13 +310,25 @@ pub fn launch_slurm(queue: &Queue, launcher: &LauncherSpec, data_dir: &Path) -> 
     }
 
     let slurm_dir = queue.dir.join("slurm");
+    let active = active_jobs(&slurm_dir.join("jobs.txt"));
+    if !active.is_empty() {
+        return Err(Error::Queue(format!(
+            "Slurm job {} of {} is still queued or running, and its tasks take the waiting \
+             runs; `runner status {}` shows them. Submit again once it has ended, or after \
+             `scancel {}`",
+            active.join(", "),
+            queue.dir.display(),
+            queue.dir.display(),
+            active.join(" ")
+        )));
+    }
     std::fs::create_dir_all(&slurm_dir).map_err(|error| Error::io("create", &slurm_dir, error))?;
     let engine =
         std::env::current_exe().map_err(|error| Error::io("find", "runner-engine", error))?;
     let sweep_dir =
         std::path::absolute(&queue.dir).map_err(|error| Error::io("resolve", &queue.dir, error))?;
 
-    let script = slurm_script(launcher, &engine, &sweep_dir, data_dir, &entries, waiting);
+    let script = slurm_script(launcher, &engine, &sweep_dir, data_dir, waiting);
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let path = slurm_dir.join(format!("array_{stamp}.sh"));
     std::fs::write(&path, script).map_err(|error| Error::io("write", &path, error))?;
@@ -285,7 +345,7 @@ pub fn launch_slurm(queue: &Queue, launcher: &LauncherSpec, data_dir: &Path) -> 
         })?;
     if !output.status.success() {
         return Err(Error::Queue(format!(
-            "sbatch {} failed: {}",
+            "sbatch {} failed: {}. The queue is kept; run the same command again to submit it",
             path.display(),
             String::from_utf8_lossy(&output.stderr).trim()
         )));
@@ -309,21 +369,51 @@ pub fn launch_slurm(queue: &Queue, launcher: &LauncherSpec, data_dir: &Path) -> 
     Ok(job)
 }
 
+/// Job ids listed in `jobs_file` that `squeue` still shows (queued or running). Without a
+/// working `squeue` no job counts as active.
+fn active_jobs(jobs_file: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(jobs_file) else {
+        return Vec::new();
+    };
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let Ok(output) = Command::new("squeue")
+        .args(["--noheader", "--array", "--format=%A", "--jobs"])
+        .arg(ids.join(","))
+        .output()
+    else {
+        return Vec::new();
+    };
+    // squeue exits non-zero when none of the ids is known any more.
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let mut active: Vec<String> = ids
+        .iter()
+        .filter(|id| listed.lines().any(|line| line.trim() == **id))
+        .map(|id| id.to_string())
+        .collect();
+    active.dedup();
+    active
+}
+
 fn slurm_script(
     launcher: &LauncherSpec,
     engine: &Path,
     sweep_dir: &Path,
     data_dir: &Path,
-    entries: &[Entry],
     tasks: usize,
 ) -> String {
     let slurm = &launcher.slurm;
-    let name = entries
-        .first()
-        .map_or("sweep", |entry| entry.label.as_str());
+    let name = sweep_dir
+        .file_name()
+        .map_or("sweep".into(), |name| name.to_string_lossy().into_owned());
     let mut lines = vec![
         "#!/bin/bash".to_string(),
-        format!("#SBATCH --job-name=runner-{}", shell_word_safe(name)),
+        format!("#SBATCH --job-name=runner-{}", shell_word_safe(&name)),
     ];
 
     let throttle = if launcher.jobs > 0 {

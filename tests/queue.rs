@@ -274,6 +274,202 @@ fn sweep_dir_rejects_other_sweep_and_needs_force() {
 }
 
 #[test]
+fn sweep_dir_rejects_non_empty_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = pretext_spec(work.path(), 128, 1);
+    let folder = work.path().join("notes");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("notes.txt"), "keep").unwrap();
+    let data = data_dir();
+    let output = runner(
+        work.path(),
+        &[
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--sweep-dir",
+            folder.to_str().unwrap(),
+            "--sweep",
+            "train.lr=0.05",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is not empty"),
+        "{}",
+        stderr(&output)
+    );
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["notes.txt"]);
+}
+
+#[test]
+fn retry_failed_writes_each_step_once() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = pretext_spec(work.path(), 256, 1);
+    let sweep = work.path().join("sweep");
+    let data = data_dir();
+    let sweep_str = sweep.to_str().unwrap();
+    let output = runner(
+        work.path(),
+        &[
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--sweep-dir",
+            sweep_str,
+            "--sweep",
+            "train.lr=1e10",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(entry(&sweep, "lr=1e10")["state"], "failed");
+
+    let idle = runner(work.path(), &["worker", sweep_str]);
+    assert!(idle.status.success(), "{}", stderr(&idle));
+    assert!(stderr(&idle).contains("nothing to do"), "{}", stderr(&idle));
+
+    let retried = runner(work.path(), &["resume", sweep_str, "--retry-failed"]);
+    assert_eq!(retried.status.code(), Some(1), "{}", stderr(&retried));
+    let failed = entry(&sweep, "lr=1e10");
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 2);
+
+    // The second attempt replaced the first's event file instead of adding a second one.
+    let pretext = sweep.join("lr=1e10/pretext");
+    assert_eq!(event_files(&pretext).len(), 1);
+    let scalars = scalars(&sweep.join("lr=1e10"));
+    let steps: Vec<u64> = scalars["pretext"]["scalars"]["train/loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| point[0].as_u64().unwrap())
+        .collect();
+    assert!(!steps.is_empty());
+    let total = steps.len() as u64;
+    assert_eq!(steps, (1..=total).collect::<Vec<_>>());
+
+    // A worker that runs a failing run exits with 1 and says so.
+    let path = sweep.join("queue/lr=1e10.json");
+    let mut pending = entry(&sweep, "lr=1e10");
+    pending["state"] = "pending".into();
+    std::fs::write(&path, pending.to_string()).unwrap();
+    let worker = runner(work.path(), &["worker", sweep_str]);
+    assert_eq!(worker.status.code(), Some(1), "{}", stderr(&worker));
+    assert!(stderr(&worker).contains("1 failed"), "{}", stderr(&worker));
+}
+
+#[test]
+fn resume_run_dir_goes_through_queue() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = pretext_spec(work.path(), 128, 1);
+    let sweep = work.path().join("sweep");
+    let data = data_dir();
+    let output = runner(
+        work.path(),
+        &[
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--sweep-dir",
+            sweep.to_str().unwrap(),
+            "--sweep",
+            "train.lr=0.05,0.1",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run_dir = sweep.join("lr=0.1");
+
+    // A finished run is left alone without --force.
+    let finished = runner(work.path(), &["resume", run_dir.to_str().unwrap()]);
+    assert!(finished.status.success(), "{}", stderr(&finished));
+    assert!(
+        stderr(&finished).contains("--force"),
+        "{}",
+        stderr(&finished)
+    );
+    assert_eq!(
+        entry(&sweep, "lr=0.1")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // While another process holds the run, resuming it is refused.
+    let lock = std::fs::File::open(sweep.join("queue/lr=0.1.lock")).unwrap();
+    lock.lock().unwrap();
+    let busy = runner(
+        work.path(),
+        &["resume", run_dir.to_str().unwrap(), "--force"],
+    );
+    assert_eq!(busy.status.code(), Some(1), "{}", stderr(&busy));
+    assert!(
+        stderr(&busy).contains("another worker is running it"),
+        "{}",
+        stderr(&busy)
+    );
+    drop(lock);
+
+    // --force runs it again and records the attempt in the queue.
+    let forced = runner(
+        work.path(),
+        &["resume", run_dir.to_str().unwrap(), "--force"],
+    );
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let rerun = entry(&sweep, "lr=0.1");
+    assert_eq!(rerun["state"], "done");
+    assert_eq!(rerun["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        entry(&sweep, "lr=0.05")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn run_folder_lock_rejects_second_process() {
+    let work = tempfile::tempdir().unwrap();
+    let spec = pretext_spec(work.path(), 128, 1);
+    let runs = work.path().join("runs");
+    let data = data_dir();
+    let output = runner(
+        work.path(),
+        &[
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--runs-dir",
+            runs.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run_dir = std::fs::read_dir(runs.join("tiny"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let lock = std::fs::File::open(run_dir.join("run.lock")).unwrap();
+    lock.lock().unwrap();
+    let busy = runner(
+        work.path(),
+        &["resume", run_dir.to_str().unwrap(), "--force"],
+    );
+    assert_eq!(busy.status.code(), Some(1), "{}", stderr(&busy));
+    assert!(stderr(&busy).contains("is in use"), "{}", stderr(&busy));
+    assert!(
+        run_dir.join("metrics.json").is_file(),
+        "a refused --force empties nothing"
+    );
+}
+
+#[test]
 fn slurm_launcher_runs_queue() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm-cluster");
     let cluster = Command::new(&script).arg("start").output().unwrap();

@@ -1,7 +1,7 @@
 //! `runner-engine`: the part of the `runner` command line that loads libtorch. The `runner`
 //! front end starts it for `run` and `bench`; it accepts the same arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,7 +11,7 @@ use runner::cli::{
     RunArgs, SpecArgs, WorkerArgs,
 };
 use runner::logging::{self, progress::ProgressMode};
-use runner::queue::Queue;
+use runner::queue::{Queue, RunState};
 use runner::run::{execute, results_table, RunOptions, RunReport};
 use runner::spec::{load, LauncherSpec, LoadOptions, LoadedSpec};
 use runner::sweep::expand;
@@ -72,9 +72,13 @@ fn run(args: RunArgs) -> ExitCode {
     };
     // A plain spec goes through a queue too when a sweep folder or the Slurm launcher is
     // asked for: a queue of one run.
-    let slurm = args.queue.launcher.as_deref().unwrap_or(&loaded.spec.launcher.kind) == "slurm";
-    if !args.sweeps.is_empty() || loaded.spec.sweep.is_some() || args.sweep_dir.is_some() || slurm
-    {
+    let slurm = args
+        .queue
+        .launcher
+        .as_deref()
+        .unwrap_or(&loaded.spec.launcher.kind)
+        == "slurm";
+    if !args.sweeps.is_empty() || loaded.spec.sweep.is_some() || args.sweep_dir.is_some() || slurm {
         return run_sweep(&args, &options, &loaded);
     }
     match execute(&loaded, &run_options(&args)) {
@@ -156,7 +160,7 @@ fn work_queue(
     spec_threads: usize,
     run_options: RunOptions,
 ) -> ExitCode {
-    if let Err(error) = sweep_run::requeue(queue, flags.retry_failed, flags.force) {
+    if let Err(error) = sweep_run::requeue(queue, flags.retry_failed, flags.force, None) {
         return fail(&error);
     }
     let mut launcher = launcher.clone();
@@ -215,24 +219,53 @@ fn fail(error: &Error) -> ExitCode {
     }
 }
 
-/// `runner worker DIR`: joins a sweep's queue.
-fn worker(args: WorkerArgs) -> ExitCode {
-    logging::init(&args.log_level);
-    let queue = match runner::queue::open(&args.dir) {
-        Ok(queue) => queue,
-        Err(message) => return fail(&Error::Queue(message)),
-    };
+/// Opens the queue in `dir` with the options its runs execute under: the data folder
+/// recorded in the queue unless `data_dir` overrides it.
+fn open_queue(
+    dir: &Path,
+    data_dir: Option<&PathBuf>,
+    threads: Option<usize>,
+) -> Result<(Queue, RunOptions), ExitCode> {
+    let queue = runner::queue::open(dir).map_err(|message| fail(&Error::Queue(message)))?;
     let options = RunOptions {
-        data_dir: args
-            .data_dir
-            .clone()
+        data_dir: data_dir
+            .cloned()
             .unwrap_or_else(|| queue.manifest.data_dir.clone()),
         runs_dir: queue.dir.clone(),
         progress: ProgressMode::detect(),
-        threads: args.threads,
+        threads,
+    };
+    Ok((queue, options))
+}
+
+/// `runner worker DIR`: joins a sweep's queue.
+fn worker(args: WorkerArgs) -> ExitCode {
+    logging::init(&args.log_level);
+    let (queue, options) = match open_queue(&args.dir, args.data_dir.as_ref(), args.threads) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     match sweep_run::work(&queue, &options, args.max_runs) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(count) if count.done + count.failed == 0 => {
+            eprintln!(
+                "no run of {} is waiting; nothing to do",
+                queue.dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(count) => {
+            eprintln!(
+                "worker finished: {} run(s) done, {} failed (`runner status {}` shows the queue)",
+                count.done,
+                count.failed,
+                queue.dir.display()
+            );
+            if count.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Err(error) => fail(&error),
     }
 }
@@ -241,20 +274,18 @@ fn worker(args: WorkerArgs) -> ExitCode {
 fn resume(args: ResumeArgs) -> ExitCode {
     logging::init(&args.log_level);
     if !args.dir.join("sweep.json").is_file() && args.dir.join("spec.resolved.toml").is_file() {
+        if let Some(parent) = args
+            .dir
+            .parent()
+            .filter(|dir| dir.join("sweep.json").is_file())
+        {
+            return resume_sweep_run(&args, parent);
+        }
         return resume_run(&args);
     }
-    let queue = match runner::queue::open(&args.dir) {
-        Ok(queue) => queue,
-        Err(message) => return fail(&Error::Queue(message)),
-    };
-    let options = RunOptions {
-        data_dir: args
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| queue.manifest.data_dir.clone()),
-        runs_dir: queue.dir.clone(),
-        progress: ProgressMode::detect(),
-        threads: None,
+    let (queue, options) = match open_queue(&args.dir, args.data_dir.as_ref(), None) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     // Every run carries the same launcher settings; read them from the first.
     let first = queue
@@ -268,6 +299,64 @@ fn resume(args: ResumeArgs) -> ExitCode {
             (loaded.spec.launcher, loaded.spec.device.threads)
         });
     work_queue(&queue, &args.queue, &launcher, threads, options)
+}
+
+/// Continues one run of a sweep through the sweep's queue, so that no other worker runs
+/// it meanwhile and the queue records the outcome.
+fn resume_sweep_run(args: &ResumeArgs, sweep_dir: &Path) -> ExitCode {
+    let (queue, options) = match open_queue(sweep_dir, args.data_dir.as_ref(), None) {
+        Ok(opened) => opened,
+        Err(code) => return code,
+    };
+    let label = args
+        .dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !queue.manifest.runs.iter().any(|run| run.label == label) {
+        return fail(&Error::Queue(format!(
+            "{} is not a run of the sweep in {}; `runner status {}` lists its runs",
+            args.dir.display(),
+            sweep_dir.display(),
+            sweep_dir.display()
+        )));
+    }
+    let flags = &args.queue;
+    if let Err(error) = sweep_run::requeue(&queue, flags.retry_failed, flags.force, Some(&label)) {
+        return fail(&error);
+    }
+    let worker = runner::queue::worker_name();
+    let claim = match queue.claim_run(&worker, &label) {
+        Ok(Some(claim)) => claim,
+        Ok(None) => {
+            let state = match queue.entries() {
+                Ok(entries) => entries
+                    .into_iter()
+                    .find(|entry| entry.label == label)
+                    .map(|entry| entry.state),
+                Err(message) => return fail(&Error::Queue(message)),
+            };
+            let held = queue.is_locked(&label);
+            let hint = match state {
+                _ if held => "another worker is running it",
+                Some(RunState::Done) => "it is finished; `--force` runs it again",
+                Some(RunState::Failed) => "it failed; `--retry-failed` runs it again",
+                _ => "it is not waiting",
+            };
+            eprintln!("{label} was not resumed: {hint}");
+            return if state == Some(RunState::Done) && !held {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Err(message) => return fail(&Error::Queue(message)),
+    };
+    match sweep_run::run_claim(&queue, claim, &options, &worker) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => fail(&error),
+    }
 }
 
 /// Continues an interrupted single run in its folder.
@@ -285,9 +374,15 @@ fn resume_run(args: &ResumeArgs) -> ExitCode {
         Err(error) => return fail(&error),
     };
     if args.queue.force {
+        // Held while the folder is emptied, then released for the run itself.
+        let lock = match runner::run::lock_run_dir(run_dir) {
+            Ok(lock) => lock,
+            Err(error) => return fail(&error),
+        };
         if let Err(message) = runner::queue::clear_run_dir(run_dir) {
             return fail(&Error::Queue(message));
         }
+        drop(lock);
     }
     let options = RunOptions {
         data_dir: data_dir(args.data_dir.clone()),

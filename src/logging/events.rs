@@ -180,6 +180,29 @@ impl Drop for EventWriter {
     }
 }
 
+/// Event files directly in `dir`, not in its subfolders.
+pub fn event_files(dir: &Path) -> Result<impl Iterator<Item = PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|error| Error::io("read", dir, error))?;
+    Ok(entries.flatten().map(|entry| entry.path()).filter(|path| {
+        path.is_file()
+            && path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("events.out.tfevents."))
+    }))
+}
+
+/// Removes the event files directly in `dir` but `keep`, so that an attempt that starts a
+/// stage again does not leave the steps of an earlier attempt beside its own.
+pub fn remove_event_files(dir: &Path, keep: Option<&Path>) -> Result<()> {
+    for path in event_files(dir)? {
+        if keep.is_some_and(|keep| keep == path) {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(|error| Error::io("remove", &path, error))?;
+    }
+    Ok(())
+}
+
 fn hostname() -> String {
     let mut buffer = [0u8; 256];
     // SAFETY: the buffer is valid for its whole length and gethostname writes at most that

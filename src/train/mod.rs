@@ -14,7 +14,7 @@ use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::logging::events::EventWriter;
+use crate::logging::events::{remove_event_files, EventWriter};
 use crate::logging::progress::{EpochProgress, ProgressMode};
 use crate::models::{read_checkpoint, Checkpoint};
 use crate::registry;
@@ -178,6 +178,9 @@ pub fn fit(
             .unwrap_or_default();
         (TrainingState::start(events_file), events)
     };
+    // An attempt that failed or was killed before its first checkpoint leaves an event
+    // file whose steps this attempt writes again.
+    remove_event_files(&stage.dir, Some(events.path()))?;
     if position.epochs == 0 {
         tracing::info!(
             "{}: {} epochs of {steps} steps, batch {batch_size}, {examples} examples",

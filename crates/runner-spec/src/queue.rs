@@ -146,6 +146,7 @@ pub fn create_or_join(
     data_dir: &Path,
     runs: &[NewRun],
 ) -> Result<Queue, String> {
+    check_usable(dir)?;
     let queue_dir = dir.join("queue");
     std::fs::create_dir_all(&queue_dir).map_err(|error| {
         format!(
@@ -174,18 +175,8 @@ pub fn create_or_join(
         check_same_runs(&queue, &identities)?;
         return Ok(queue);
     }
-    if let Some(entry) = std::fs::read_dir(dir)
-        .map_err(|error| format!("cannot read {}: {error}", dir.display()))?
-        .flatten()
-        .find(|entry| entry.file_name() != "queue")
-    {
-        return Err(format!(
-            "{} is not empty ({} is there) and holds no sweep.json; choose an empty or new \
-             folder with `--sweep-dir`",
-            dir.display(),
-            entry.file_name().to_string_lossy()
-        ));
-    }
+    // Checked again under the lock: another process may have filled the folder meanwhile.
+    check_usable(dir)?;
     for run in runs {
         let run_dir = dir.join(&run.label);
         std::fs::create_dir_all(&run_dir)
@@ -215,6 +206,25 @@ pub fn create_or_join(
         dir: dir.to_path_buf(),
         manifest,
     })
+}
+
+/// Checks that `dir` is missing, empty, or holds a queue (`sweep.json`, or the `queue`
+/// folder of a queue being set up), so that setting up a queue overwrites nothing.
+fn check_usable(dir: &Path) -> Result<(), String> {
+    if !dir.exists() || dir.join("sweep.json").exists() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|error| format!("cannot read {}: {error}", dir.display()))?;
+    if let Some(entry) = entries.flatten().find(|entry| entry.file_name() != "queue") {
+        return Err(format!(
+            "{} is not empty ({} is there) and holds no sweep.json; choose an empty or new \
+             folder with `--sweep-dir`",
+            dir.display(),
+            entry.file_name().to_string_lossy()
+        ));
+    }
+    Ok(())
 }
 
 /// Opens the queue in `dir`.
@@ -306,44 +316,51 @@ impl Queue {
     /// worker died. Returns `None` when every run is finished or held by a live worker.
     pub fn claim(&self, worker: &str) -> Result<Option<Claim>, String> {
         for run in &self.manifest.runs {
-            let lock_path = self.queue_dir().join(format!("{}.lock", run.label));
-            let lock = lock_file(&lock_path)?;
-            if lock.try_lock().is_err() {
-                continue;
+            if let Some(claim) = self.claim_run(worker, &run.label)? {
+                return Ok(Some(claim));
             }
-            let mut entry = read_entry(&self.queue_dir(), &run.label)?;
-            let resumed = match entry.state {
-                RunState::Pending => false,
-                RunState::Running => {
-                    if let Some(last) = entry.attempts.last_mut() {
-                        if last.outcome.is_none() {
-                            last.outcome = Some(Outcome::Interrupted);
-                        }
-                    }
-                    true
-                }
-                RunState::Done | RunState::Failed => continue,
-            };
-            entry.state = RunState::Running;
-            entry.attempts.push(Attempt {
-                worker: worker.into(),
-                started: now(),
-                ended: None,
-                outcome: None,
-                error: None,
-                stage: None,
-                step: None,
-            });
-            write_entry(&self.queue_dir(), &entry)?;
-            return Ok(Some(Claim {
-                label: run.label.clone(),
-                run_dir: self.dir.join(&run.label),
-                entry,
-                resumed,
-                _lock: lock,
-            }));
         }
         Ok(None)
+    }
+
+    /// Claims the run `label` for `worker` if it is pending or its worker died. Returns
+    /// `None` when it is finished, failed or held by a live worker.
+    pub fn claim_run(&self, worker: &str, label: &str) -> Result<Option<Claim>, String> {
+        let lock = lock_file(&self.queue_dir().join(format!("{label}.lock")))?;
+        if lock.try_lock().is_err() {
+            return Ok(None);
+        }
+        let mut entry = read_entry(&self.queue_dir(), label)?;
+        let resumed = match entry.state {
+            RunState::Pending => false,
+            RunState::Running => {
+                if let Some(last) = entry.attempts.last_mut() {
+                    if last.outcome.is_none() {
+                        last.outcome = Some(Outcome::Interrupted);
+                    }
+                }
+                true
+            }
+            RunState::Done | RunState::Failed => return Ok(None),
+        };
+        entry.state = RunState::Running;
+        entry.attempts.push(Attempt {
+            worker: worker.into(),
+            started: now(),
+            ended: None,
+            outcome: None,
+            error: None,
+            stage: None,
+            step: None,
+        });
+        write_entry(&self.queue_dir(), &entry)?;
+        Ok(Some(Claim {
+            label: label.to_string(),
+            run_dir: self.dir.join(label),
+            entry,
+            resumed,
+            _lock: lock,
+        }))
     }
 
     /// Records the end of a claimed run and releases it.
@@ -376,9 +393,13 @@ impl Queue {
     /// Puts runs in `states` back to pending, for `--retry-failed` (failed runs) and
     /// `--force` (finished ones too). A forced run's folder is emptied but for its spec.
     /// Returns the labels requeued; runs held by a live worker are left alone.
-    pub fn requeue(&self, states: &[RunState]) -> Result<Vec<String>, String> {
+    /// `only` restricts this to one run.
+    pub fn requeue(&self, states: &[RunState], only: Option<&str>) -> Result<Vec<String>, String> {
         let mut requeued = Vec::new();
         for run in &self.manifest.runs {
+            if only.is_some_and(|label| label != run.label) {
+                continue;
+            }
             let lock = lock_file(&self.queue_dir().join(format!("{}.lock", run.label)))?;
             if lock.try_lock().is_err() {
                 continue;
@@ -413,12 +434,13 @@ pub enum RunResult {
     },
 }
 
-/// Removes everything in a run folder but its resolved spec, so the run starts afresh.
+/// Removes everything in a run folder but its resolved spec and its lock file, so the run
+/// starts afresh.
 pub fn clear_run_dir(run_dir: &Path) -> Result<(), String> {
     let entries = std::fs::read_dir(run_dir)
         .map_err(|error| format!("cannot read {}: {error}", run_dir.display()))?;
     for entry in entries.flatten() {
-        if entry.file_name() == "spec.resolved.toml" {
+        if entry.file_name() == "spec.resolved.toml" || entry.file_name() == "run.lock" {
             continue;
         }
         let path = entry.path();
@@ -649,7 +671,10 @@ mod tests {
         );
         assert_eq!(open(dir.path()).unwrap().manifest.runs.len(), 2);
 
-        assert_eq!(joined.requeue(&[RunState::Failed]).unwrap(), vec!["lr=0.1"]);
+        assert_eq!(
+            joined.requeue(&[RunState::Failed], None).unwrap(),
+            vec!["lr=0.1"]
+        );
         let entry = &joined.entries().unwrap()[0];
         assert_eq!(entry.state, RunState::Pending);
         assert_eq!(entry.attempts[0].step, Some(3), "the history stays");
@@ -674,8 +699,11 @@ mod tests {
             seconds: 1.0,
         };
         queue.finish(claim, done).unwrap();
-        assert!(queue.requeue(&[RunState::Failed]).unwrap().is_empty());
-        assert_eq!(queue.requeue(&[RunState::Done]).unwrap(), vec!["lr=0.1"]);
+        assert!(queue.requeue(&[RunState::Failed], None).unwrap().is_empty());
+        assert_eq!(
+            queue.requeue(&[RunState::Done], None).unwrap(),
+            vec!["lr=0.1"]
+        );
         let run_dir = dir.path().join("lr=0.1");
         assert!(!run_dir.join("metrics.json").exists());
         assert!(run_dir.join("spec.resolved.toml").exists());

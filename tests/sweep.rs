@@ -14,14 +14,25 @@ fn write(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// Expands the sweep of spec `text` with `flags`: `--sweep` flags, or `--set` flags when
+/// they start with `set:`.
 fn expand_text(text: &str, flags: &[&str]) -> Result<Vec<SweepRun>, String> {
     let dir = tempfile::tempdir().unwrap();
     let options = LoadOptions {
         spec_path: write(dir.path(), text),
+        overrides: flags
+            .iter()
+            .filter_map(|flag| flag.strip_prefix("set:"))
+            .map(str::to_string)
+            .collect(),
         ..LoadOptions::default()
     };
     let base = load(&options).map_err(|e| e.to_string())?;
-    let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+    let flags: Vec<String> = flags
+        .iter()
+        .filter(|flag| !flag.starts_with("set:"))
+        .map(|s| s.to_string())
+        .collect();
     expand(&options, &base, &flags).map_err(|e| e.to_string())
 }
 
@@ -187,6 +198,54 @@ fn invalid_sweeps_report_located_errors() {
             vec![],
             vec!["sweep.toml:2", "unknown sweep kind `bayes`"],
         ),
+        (
+            "repeated value",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = [0.1, 0.1]\n",
+            vec![],
+            vec!["sweep.toml:1", "runs 1 and 2 have the same values (train.lr=0.1)"],
+        ),
+        (
+            "repeated flag value",
+            "",
+            vec!["train.lr=0.1,0.1"],
+            vec!["command line `--sweep train.lr=0.1,0.1`", "the same values"],
+        ),
+        (
+            "set on swept key",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = [0.1, 0.03]\n",
+            vec!["set:train.lr=0.5"],
+            vec!["command line `--set train.lr=0.5`", "`train.lr` is also swept"],
+        ),
+        (
+            "set on table of swept key",
+            "",
+            vec!["train.lr=0.1,0.2", "set:train={lr = 0.3}"],
+            vec!["`train` overlaps the swept key `train.lr`"],
+        ),
+        (
+            "values on uniform",
+            "[sweep]\nkind = \"random\"\ntrials = 2\n[sweep.random.\"train.lr\"]\ndistribution = \"uniform\"\nlow = 0.1\nhigh = 0.5\nvalues = [0.2]\n",
+            vec![],
+            vec!["sweep.toml:4", "`values` is only used by `choice`"],
+        ),
+        (
+            "trials with grid",
+            "[sweep]\nkind = \"grid\"\ntrials = 3\n[sweep.grid]\n\"train.lr\" = [0.1]\n",
+            vec![],
+            vec!["sweep.toml:3", "`sweep.trials` is not used by `kind = \"grid\"`"],
+        ),
+        (
+            "random without trials",
+            "[sweep]\nkind = \"random\"\n[sweep.random.\"train.lr\"]\ndistribution = \"uniform\"\nlow = 0.1\nhigh = 0.5\n",
+            vec![],
+            vec!["sweep.toml:1", "needs `trials`"],
+        ),
+        (
+            "grid value not a list",
+            "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = 0.1\n",
+            vec![],
+            vec!["sweep.toml:4", "a grid key takes a list of values"],
+        ),
     ];
     for (name, text, flags, fragments) in cases {
         let report = match expand_text(text, &flags) {
@@ -316,5 +375,24 @@ fn sweep_records_failed_run_and_continues() {
     );
     let csv = stdout(&csv);
     assert!(csv.starts_with("run,train.lr,state,"), "{csv}");
+    assert!(
+        csv.lines().next().unwrap().ends_with(",seconds,best,error"),
+        "{csv}"
+    );
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    let done_row = csv
+        .lines()
+        .find(|line| line.starts_with("lr=0.05,"))
+        .unwrap();
+    assert!(done_row.contains(",done,"), "{csv}");
+    assert!(done_row.ends_with(",yes,"), "{csv}");
+    let failed_row = csv
+        .lines()
+        .find(|line| line.starts_with("lr=1e30,"))
+        .unwrap();
+    assert!(failed_row.contains(",failed,"), "{csv}");
+    assert!(
+        failed_row.contains("loss"),
+        "the error column names the cause: {csv}"
+    );
 }

@@ -91,7 +91,7 @@ pub struct ResumeArgs {
 #[derive(Args, Clone, Default)]
 pub struct QueueArgs {
     /// Runs at a time (overrides `launcher.jobs`); `local` splits the cores between them.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub jobs: Option<usize>,
     /// Launcher (overrides `launcher.kind`).
     #[arg(long, value_parser = ["local", "slurm"])]
@@ -106,7 +106,7 @@ pub struct QueueArgs {
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// Sweep folder (runs/<experiment>/sweep_<timestamp>).
+    /// Sweep folder (runs/<experiment>/sweep_<spec file name> by default).
     pub dir: PathBuf,
     /// Metric to sort by, in decreasing order (default: the first one).
     #[arg(long)]
@@ -274,7 +274,17 @@ pub fn validate(args: &SpecArgs) -> std::process::ExitCode {
 pub fn dry_run(args: &RunArgs) -> std::process::ExitCode {
     match expand_runs(args) {
         Ok(runs) => {
-            println!("{} run(s):", runs.len());
+            let queued =
+                runs.len() > 1 || runs.first().is_some_and(|run| !run.assignments.is_empty());
+            match runs.first() {
+                Some(run) if queued => println!(
+                    "{} run(s) in sweep folder {}:",
+                    runs.len(),
+                    args.sweep_folder(&run.loaded.spec.experiment.name)
+                        .display()
+                ),
+                _ => println!("{} run(s):", runs.len()),
+            }
             for run in runs {
                 let overrides: Vec<String> = run
                     .assignments
@@ -289,6 +299,26 @@ pub fn dry_run(args: &RunArgs) -> std::process::ExitCode {
             eprintln!("error: {message}");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+impl RunArgs {
+    /// Folder that run folders are created under: `--runs-dir`, `RUNNER_RUNS_DIR` or
+    /// `runs`.
+    pub fn runs_folder(&self) -> PathBuf {
+        self.runs_dir
+            .clone()
+            .or_else(|| std::env::var_os("RUNNER_RUNS_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("runs"))
+    }
+
+    /// Sweep folder of a spec of `experiment`: `--sweep-dir`, or the default under the
+    /// runs folder.
+    pub fn sweep_folder(&self, experiment: &str) -> PathBuf {
+        self.sweep_dir.clone().unwrap_or_else(|| {
+            let spec_path = self.spec.spec.clone().unwrap_or_default();
+            crate::sweep::default_sweep_dir(&self.runs_folder(), experiment, &spec_path)
+        })
     }
 }
 

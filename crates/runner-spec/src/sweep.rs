@@ -11,7 +11,7 @@
 //! the `[sweep]` entry (or the flag) that produced it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::value::Value;
 use rand::{Rng, SeedableRng};
@@ -142,14 +142,16 @@ pub fn expand(
     }
     if let Some(first) = sets.first() {
         check_keys(first, &sweep_file, &mut errors);
+        check_set_flags(first, &options.overrides, &mut errors);
     }
+    check_duplicate_runs(&sets, &sweep_file, &mut errors);
     if !errors.is_empty() {
         return Err(fail(errors));
     }
 
     let mut runs = Vec::new();
-    let mut labels = BTreeMap::new();
-    for assignments in sets {
+    let labels = run_labels(&sets);
+    for (assignments, label) in sets.into_iter().zip(labels) {
         let mut run_options = options.clone();
         let generated: Vec<(String, &Assignment)> = assignments
             .iter()
@@ -161,12 +163,6 @@ pub fn expand(
         match load(&run_options) {
             Ok(mut loaded) => {
                 loaded.spec.sweep = None;
-                let mut label = run_label(&assignments);
-                let count = labels.entry(label.clone()).or_insert(0);
-                *count += 1;
-                if *count > 1 {
-                    label = format!("{label}_{count}");
-                }
                 runs.push(SweepRun {
                     assignments,
                     label,
@@ -240,6 +236,71 @@ fn check_keys(assignments: &[Assignment], sweep_file: &Path, errors: &mut Vec<Sp
     }
 }
 
+/// Rejects a `--set` flag on a swept key (or on a table or key inside it): the swept value
+/// would replace it in every run, so the flag would have no effect.
+fn check_set_flags(assignments: &[Assignment], set_flags: &[String], errors: &mut Vec<SpecError>) {
+    for flag in set_flags {
+        let key = flag
+            .split_once('=')
+            .map_or(flag.as_str(), |(key, _)| key)
+            .trim();
+        let overlaps = |swept: &str| {
+            swept == key
+                || swept.starts_with(&format!("{key}."))
+                || key.starts_with(&format!("{swept}."))
+        };
+        if let Some(assignment) = assignments.iter().find(|a| overlaps(&a.key)) {
+            errors.push(SpecError {
+                origin: Origin::CommandLine(flag.clone()),
+                key: key.to_string(),
+                message: if assignment.key == key {
+                    format!("`{key}` is also swept, so this value would never be used")
+                } else {
+                    format!(
+                        "`{key}` overlaps the swept key `{}`, so this value would never be used",
+                        assignment.key
+                    )
+                },
+                hint: Some("remove the `--set` flag, or the key from the sweep".into()),
+            });
+        }
+    }
+}
+
+/// Rejects two runs with the same values, such as `train.lr=0.1,0.1`: they would train the
+/// same thing twice.
+fn check_duplicate_runs(sets: &[Vec<Assignment>], sweep_file: &Path, errors: &mut Vec<SpecError>) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, set) in sets.iter().enumerate() {
+        let text = set
+            .iter()
+            .map(|a| format!("{}={}", a.key, toml_text(&a.value)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let Some(first) = seen.get(&text) else {
+            seen.insert(text, index);
+            continue;
+        };
+        let origin = match set.first().map(|a| &a.source) {
+            Some(Source::Flag(flag)) => Origin::SweepFlag(flag.clone()),
+            Some(Source::Spec(_)) | None => Origin::File {
+                path: sweep_file.to_path_buf(),
+                line: line_in_file(sweep_file, &["sweep".to_string()]),
+            },
+        };
+        errors.push(SpecError {
+            origin,
+            key: "sweep".into(),
+            message: format!(
+                "runs {} and {} have the same values ({text})",
+                first + 1,
+                index + 1
+            ),
+            hint: Some("list each value once".into()),
+        });
+    }
+}
+
 /// Points an error caused by a generated override at the sweep entry or flag behind it.
 fn relocate(error: &mut SpecError, generated: &[(String, &Assignment)], sweep_file: &Path) {
     let Origin::CommandLine(flag) = &error.origin else {
@@ -284,6 +345,12 @@ fn spec_sets(sweep: &SweepSpec, file: &Path, errors: &mut Vec<SpecError>) -> Vec
             );
         }
     };
+    if sweep.trials != 0 && sweep.kind != "random" {
+        problem(
+            at(&["sweep", "trials"]),
+            format!("`sweep.trials` is not used by `kind = \"{}\"`", sweep.kind),
+        );
+    }
     match sweep.kind.as_str() {
         "grid" => {
             unused("random", !sweep.random.is_empty(), &mut problem);
@@ -318,8 +385,9 @@ fn spec_sets(sweep: &SweepSpec, file: &Path, errors: &mut Vec<SpecError>) -> Vec
             unused("list", !sweep.list.is_empty(), &mut problem);
             if sweep.trials == 0 {
                 problem(
-                    at(&["sweep", "trials"]),
-                    "expected 1 or more trials, found 0".into(),
+                    at(&["sweep"]),
+                    "`kind = \"random\"` needs `trials`, the number of runs to draw (1 or more)"
+                        .into(),
                 );
             }
             for (key, distribution) in &sweep.random {
@@ -484,7 +552,16 @@ fn check_distribution(distribution: &Distribution) -> Result<(), String> {
             distribution.distribution
         )),
     };
-    match distribution.distribution.as_str() {
+    let name = distribution.distribution.as_str();
+    if name != "choice" && distribution.values.is_some() {
+        return Err(format!(
+            "`values` is only used by `choice`; `{name}` draws between `low` and `high`"
+        ));
+    }
+    if name == "choice" && (distribution.low.is_some() || distribution.high.is_some()) {
+        return Err("`choice` draws from `values`; remove `low` and `high`".into());
+    }
+    match name {
         "uniform" => bounds().map(|_| ()),
         "log_uniform" => {
             let (low, _) = bounds()?;
@@ -534,16 +611,82 @@ pub fn toml_text(value: &Value) -> String {
     }
 }
 
-/// Folder label of a run: `lastkey=value` per swept key, floats with 4 significant digits.
-fn run_label(assignments: &[Assignment]) -> String {
+/// Folder labels of the runs of a sweep: `name=value` per swept key, where the name is the
+/// key's last part unless two keys share it (`blocks.0.channels`, `blocks.1.channels`).
+/// Floats have 4 significant digits unless two runs would then get one label, in which
+/// case they are written in full.
+fn run_labels(sets: &[Vec<Assignment>]) -> Vec<String> {
+    let keys: Vec<&str> = sets
+        .first()
+        .map(|set| set.iter().map(|a| a.key.as_str()).collect())
+        .unwrap_or_default();
+    let names = key_names(&keys);
+    let labels = |precise: bool| -> Vec<String> {
+        sets.iter()
+            .map(|set| run_label(set, &names, precise))
+            .collect()
+    };
+    let short = labels(false);
+    let unique: std::collections::BTreeSet<&String> = short.iter().collect();
+    let mut labels = if unique.len() == short.len() {
+        short
+    } else {
+        labels(true)
+    };
+    // Values that differ only in characters a folder name cannot hold, or beyond its
+    // length limit, still collide: number the later ones.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for label in &mut labels {
+        let count = counts.entry(label.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            *label = format!("{label}_{count}");
+        }
+    }
+    labels
+}
+
+/// Shortest dotted suffix of each key that no other key ends with, extended so that it
+/// does not start with a list index.
+fn key_names(keys: &[&str]) -> Vec<String> {
+    let suffix = |key: &str, parts: usize| -> String {
+        let segments: Vec<&str> = key.split('.').collect();
+        segments[segments.len().saturating_sub(parts)..].join(".")
+    };
+    keys.iter()
+        .map(|key| {
+            let segments = key.split('.').count();
+            let mut parts = 1;
+            while parts < segments
+                && keys
+                    .iter()
+                    .any(|other| other != key && suffix(other, parts) == suffix(key, parts))
+            {
+                parts += 1;
+            }
+            while parts < segments
+                && suffix(key, parts)
+                    .split('.')
+                    .next()
+                    .is_some_and(|first| first.parse::<usize>().is_ok())
+            {
+                parts += 1;
+            }
+            suffix(key, parts)
+        })
+        .collect()
+}
+
+fn run_label(assignments: &[Assignment], names: &[String], precise: bool) -> String {
     if assignments.is_empty() {
         return "default".into();
     }
     let parts: Vec<String> = assignments
         .iter()
-        .map(|a| {
-            let name = a.key.rsplit('.').next().unwrap_or(&a.key);
+        .zip(names)
+        .map(|(a, name)| {
             let value = match toml::Value::try_from(&a.value) {
+                Ok(toml::Value::Float(number)) if precise => format!("{number}"),
                 Ok(toml::Value::Float(number)) => short_float(number),
                 Ok(toml::Value::String(text)) => text,
                 Ok(toml::Value::Array(items)) => items
@@ -557,6 +700,18 @@ fn run_label(assignments: &[Assignment]) -> String {
         })
         .collect();
     folder_label(&parts.join(","), 100)
+}
+
+/// Returns the default sweep folder, `<runs>/<experiment>/sweep_<spec file name>`, so
+/// running the same sweep again finds its queue.
+pub fn default_sweep_dir(runs_dir: &Path, experiment: &str, spec_path: &Path) -> PathBuf {
+    let stem = spec_path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "spec".into());
+    runs_dir
+        .join(experiment)
+        .join(format!("sweep_{}", folder_label(&stem, 80)))
 }
 
 /// Makes `text` safe as one folder name: characters other than letters, digits and
@@ -576,16 +731,23 @@ pub fn folder_label(text: &str, max_chars: usize) -> String {
     label.trim_end_matches(',').to_string()
 }
 
-/// Formats a float with 4 decimals, or 4 significant digits in scientific notation when it
-/// is very large or very small, without trailing zeros.
+/// Formats a float with 4 significant digits without trailing zeros, in scientific
+/// notation when it is very large or very small.
 fn short_float(number: f64) -> String {
     let trim = |text: &str| text.trim_end_matches('0').trim_end_matches('.').to_string();
+    let scientific = format!("{number:.3e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
     if number != 0.0 && (number.abs() >= 1e4 || number.abs() < 1e-3) {
-        let text = format!("{number:.3e}");
-        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
         format!("{}e{exponent}", trim(mantissa))
     } else {
-        trim(&format!("{number:.4}"))
+        let decimals = (3 - exponent).max(0) as usize;
+        let text = format!("{number:.decimals$}");
+        if text.contains('.') {
+            trim(&text)
+        } else {
+            text
+        }
     }
 }
 
@@ -617,7 +779,43 @@ mod tests {
                 source: Source::Flag(String::new()),
             },
         ];
-        assert_eq!(run_label(&assignments), "lr=0.03,kind=nin");
+        let names = key_names(&["train.lr", "model.blocks.0.kind"]);
+        assert_eq!(run_label(&assignments, &names, false), "lr=0.03,kind=nin");
+    }
+
+    #[test]
+    fn key_names_disambiguate() {
+        let cases: [(&[&str], &[&str]); 4] = [
+            (&["train.lr", "train.momentum"], &["lr", "momentum"]),
+            (
+                &["train.lr", "eval.0.train.lr"],
+                &["train.lr", "eval.0.train.lr"],
+            ),
+            (
+                &["model.blocks.0.channels", "model.blocks.1.channels"],
+                &["blocks.0.channels", "blocks.1.channels"],
+            ),
+            (&["lr"], &["lr"]),
+        ];
+        for (keys, expected) in cases {
+            assert_eq!(key_names(keys), expected, "{keys:?}");
+        }
+    }
+
+    #[test]
+    fn run_labels_full_floats_on_collision() {
+        let set = |lr: f64| {
+            vec![Assignment {
+                key: "train.lr".into(),
+                value: Value::from(lr),
+                source: Source::Flag(String::new()),
+            }]
+        };
+        assert_eq!(
+            run_labels(&[set(0.10001), set(0.10002)]),
+            vec!["lr=0.10001", "lr=0.10002"]
+        );
+        assert_eq!(run_labels(&[set(0.1), set(0.3)]), vec!["lr=0.1", "lr=0.3"]);
     }
 
     #[test]
@@ -627,6 +825,9 @@ mod tests {
             (1e30, "1e30"),
             (0.00042, "4.2e-4"),
             (0.0042, "0.0042"),
+            (0.00123456, "0.001235"),
+            (123.456, "123.5"),
+            (1200.0, "1200"),
             (2.0, "2"),
         ];
         for (number, expected) in cases {

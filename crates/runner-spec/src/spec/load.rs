@@ -522,8 +522,18 @@ fn figment_error(origins: &Origins, root: &Value, error: figment::Error) -> Spec
                 && path
                     .get(1)
                     .is_some_and(|s| s == "grid" || s == "random" || s == "list");
-            let hint = in_sweep
-                .then(|| "quote dotted sweep keys, e.g. `\"train.lr\" = [0.1, 0.03]`".to_string());
+            // An unquoted dotted key makes a nested table where a value list belongs.
+            let found_table = matches!(actual, figment::error::Actual::Map);
+            let hint = match (in_sweep, found_table) {
+                (true, true) => {
+                    Some("quote dotted sweep keys, e.g. `\"train.lr\" = [0.1, 0.03]`".to_string())
+                }
+                (true, false) if path.get(1).is_some_and(|s| s == "grid") => Some(
+                    "a grid key takes a list of values, e.g. `\"train.lr\" = [0.1, 0.03]`"
+                        .to_string(),
+                ),
+                _ => None,
+            };
             (format!("expected {expected}, found {actual}"), hint)
         }
         Kind::InvalidValue(actual, expected) => {

@@ -2,7 +2,7 @@
 //! of its folder, works through it in this process or in worker subprocesses, or submits
 //! it as a Slurm job array, and summarises the outcome.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -12,18 +12,6 @@ use crate::queue::{self, Claim, NewRun, Queue, RunResult, RunState};
 use crate::run::{execute_at, RunOptions, RunReport};
 use crate::spec::{load, LauncherSpec, LoadOptions, LoadedSpec};
 use crate::sweep::{toml_text, SweepRun};
-
-/// Returns the default sweep folder, `<runs>/<experiment>/sweep_<spec file name>`, so
-/// running the same sweep again finds its queue.
-pub fn default_sweep_dir(runs_dir: &Path, experiment: &str, spec_path: &Path) -> PathBuf {
-    let stem = spec_path
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "spec".into());
-    runs_dir
-        .join(experiment)
-        .join(format!("sweep_{}", crate::sweep::folder_label(&stem, 80)))
-}
 
 /// Puts `runs` in the queue of `sweep_dir`, or joins the queue already there when it
 /// contains the same runs, and writes the hparams plugin's experiment record.

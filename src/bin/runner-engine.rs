@@ -109,11 +109,7 @@ fn print_report(report: &RunReport) {
 fn run_options(args: &RunArgs) -> RunOptions {
     RunOptions {
         data_dir: data_dir(args.data_dir.clone()),
-        runs_dir: args
-            .runs_dir
-            .clone()
-            .or_else(|| std::env::var_os("RUNNER_RUNS_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("runs")),
+        runs_dir: args.runs_folder(),
         progress: ProgressMode::detect(),
         threads: None,
     }
@@ -130,13 +126,7 @@ fn run_sweep(args: &RunArgs, options: &LoadOptions, base: &LoadedSpec) -> ExitCo
         }
     };
     let run_options = run_options(args);
-    let sweep_dir = args.sweep_dir.clone().unwrap_or_else(|| {
-        sweep_run::default_sweep_dir(
-            &run_options.runs_dir,
-            &base.spec.experiment.name,
-            &options.spec_path,
-        )
-    });
+    let sweep_dir = args.sweep_folder(&base.spec.experiment.name);
     let queue =
         match sweep_run::enqueue(&runs, &options.spec_path, &sweep_dir, &run_options.data_dir) {
             Ok(queue) => queue,

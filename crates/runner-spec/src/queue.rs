@@ -208,7 +208,7 @@ pub fn create_or_join(
     })
 }
 
-/// Checks that `dir` is missing, empty, or holds a queue (`sweep.json`, or the `queue`
+/// Checks that `dir` is missing, empty, or contains a queue (`sweep.json`, or the `queue`
 /// folder of a queue being set up), so that setting up a queue overwrites nothing.
 fn check_usable(dir: &Path) -> Result<(), String> {
     if !dir.exists() || dir.join("sweep.json").exists() {
@@ -278,14 +278,20 @@ fn check_same_runs(queue: &Queue, runs: &[RunIdentity]) -> Result<(), String> {
     if differences.is_empty() {
         differences.push("the runs are in another order".into());
     }
+    const SHOWN: usize = 10;
+    let hidden = differences.len().saturating_sub(SHOWN);
+    differences.truncate(SHOWN);
+    if hidden > 0 {
+        differences.push(format!("and {hidden} more"));
+    }
     Err(format!(
-        "{} holds the queue of another sweep (from {}, created {}): {}; nothing was \
-         changed. Pass `--sweep-dir` with a new folder, or `runner resume {}` to continue \
-         that sweep",
+        "{} holds the queue of another sweep (created {} from {}, with other runs or \
+         values); nothing was changed:\n  {}\nPass `--sweep-dir` with a new folder to start \
+         this sweep, or `runner resume {}` to continue that one",
         queue.dir.display(),
-        queue.manifest.spec,
         queue.manifest.created,
-        differences.join(", "),
+        queue.manifest.spec,
+        differences.join("\n  "),
         queue.dir.display()
     ))
 }
@@ -337,6 +343,8 @@ impl Queue {
                 if let Some(last) = entry.attempts.last_mut() {
                     if last.outcome.is_none() {
                         last.outcome = Some(Outcome::Interrupted);
+                        // The worker appended to run.log until it died.
+                        last.ended = last_write(&self.dir.join(label).join("run.log"));
                     }
                 }
                 true
@@ -382,7 +390,7 @@ impl Queue {
             RunResult::Done { metrics, seconds } => {
                 entry.state = RunState::Done;
                 entry.metrics = metrics;
-                entry.seconds = Some(seconds);
+                entry.seconds = Some(attempts_seconds(&entry.attempts).unwrap_or(seconds));
             }
             RunResult::Failed { .. } => entry.state = RunState::Failed,
         }
@@ -539,6 +547,25 @@ pub fn spec_hash(text: &str) -> String {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+/// Modification time of `path` in the queue's time format, when it can be read.
+fn last_write(path: &Path) -> Option<String> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let time: chrono::DateTime<chrono::Local> = modified.into();
+    Some(time.to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+}
+
+/// Total time of `attempts` in seconds, or `None` when an attempt lacks its start or end.
+fn attempts_seconds(attempts: &[Attempt]) -> Option<f64> {
+    attempts
+        .iter()
+        .map(|attempt| {
+            let started = chrono::DateTime::parse_from_rfc3339(&attempt.started).ok()?;
+            let ended = chrono::DateTime::parse_from_rfc3339(attempt.ended.as_deref()?).ok()?;
+            Some((ended - started).as_seconds_f64().max(0.0))
+        })
+        .sum()
 }
 
 fn now() -> String {

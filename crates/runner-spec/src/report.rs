@@ -36,6 +36,13 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
     );
     let sort_metric = match sort {
         Some(name) if metrics.iter().any(|metric| metric == name) => Some(name.to_string()),
+        Some(name) if metrics.is_empty() => {
+            return Err(format!(
+                "cannot sort by `{name}`: no run of {} has finished yet, so there are no \
+                 figures to sort by",
+                dir.display()
+            ))
+        }
         Some(name) => {
             return Err(format!(
                 "unknown metric `{name}`; metrics: {}",
@@ -68,6 +75,10 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
     header.push("state".into());
     header.extend(metrics.iter().cloned());
     header.push("seconds".into());
+    if format == Format::Csv {
+        header.push("best".into());
+        header.push("error".into());
+    }
     let mut rows = Vec::new();
     for run in &runs {
         let values: BTreeMap<String, String> = run
@@ -76,11 +87,12 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
             .map(|o| {
                 (
                     key_of(o),
-                    o.split_once('=').map_or("", |(_, v)| v).to_string(),
+                    plain_value(o.split_once('=').map_or("", |(_, v)| v)),
                 )
             })
             .collect();
-        let marker = if best.as_deref() == Some(run.label.as_str()) {
+        let is_best = best.as_deref() == Some(run.label.as_str());
+        let marker = if is_best && format == Format::Markdown {
             " *"
         } else {
             ""
@@ -103,6 +115,10 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
             run.seconds
                 .map_or(String::new(), |seconds| format!("{seconds:.0}")),
         );
+        if format == Format::Csv {
+            row.push(if is_best { "yes" } else { "" }.into());
+            row.push(first_error_line(run).into());
+        }
         rows.push(row);
     }
 
@@ -123,23 +139,36 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
         if !failures.is_empty() {
             out.push_str(&format!("\nFailed runs ({}):\n", failures.len()));
             for run in failures {
-                let error = run
-                    .attempts
-                    .last()
-                    .and_then(|attempt| attempt.error.as_deref())
-                    .unwrap_or("")
-                    .lines()
-                    .next()
-                    .unwrap_or("");
                 out.push_str(&format!(
-                    "- {}: {error} (log: {})\n",
+                    "- {}: {} (log: {})\n",
                     run.label,
+                    first_error_line(run),
                     dir.join(&run.label).join("run.log").display()
                 ));
             }
         }
     }
     Ok(out)
+}
+
+/// First line of the error of a run's last attempt, or an empty string.
+fn first_error_line(run: &Entry) -> &str {
+    run.attempts
+        .last()
+        .and_then(|attempt| attempt.error.as_deref())
+        .and_then(|error| error.lines().next())
+        .unwrap_or("")
+}
+
+/// Formats a swept value for the table: a string loses its TOML quotes.
+fn plain_value(toml_text: &str) -> String {
+    match toml::from_str::<toml::Table>(&format!("value = {toml_text}")) {
+        Ok(table) => match table.get("value") {
+            Some(toml::Value::String(text)) => text.clone(),
+            _ => toml_text.to_string(),
+        },
+        Err(_) => toml_text.to_string(),
+    }
 }
 
 fn key_of(assignment: &str) -> String {

@@ -14,6 +14,7 @@ experiments/rotation_ssl.toml.
 import argparse
 import json
 import resource
+import sys
 import time
 
 import torch
@@ -92,10 +93,20 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--channels-last", action="store_true", help="channels-last inputs and weights"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print torch.profiler's table of operator times to stderr",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
     model = network()
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
     )
@@ -103,6 +114,7 @@ def main():
 
     def step(images):
         inputs, targets = rotate(images)
+        inputs = inputs.contiguous(memory_format=layout)
         loss = criterion(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -117,12 +129,20 @@ def main():
         source = batches(loader(args.data_root, args.batch_size, args.workers), total)
 
     started = None
+    profiler = None
     for index, images in enumerate(source):
         if index == args.warmup:
             started = time.perf_counter()
+            if args.profile:
+                profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                profiler.__enter__()
         if args.mode != "data":
             step(images)
     seconds = time.perf_counter() - started
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+        print(table, file=sys.stderr)
     per_step = args.batch_size if args.mode == "data" else 4 * args.batch_size
     print(
         json.dumps(

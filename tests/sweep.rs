@@ -81,6 +81,12 @@ fn expansion_cases() {
             ],
         ),
         (
+            "set on a key some list entries sweep",
+            "[sweep]\nkind = \"list\"\n[[sweep.list]]\n\"train.lr\" = 0.5\n[[sweep.list]]\n\"train.epochs\" = 2\n",
+            vec!["set:train.epochs=3"],
+            vec!["train.lr=0.5", "train.epochs=2"],
+        ),
+        (
             "flags crossed with list",
             "[sweep]\nkind = \"list\"\n[[sweep.list]]\n\"train.lr\" = 0.5\n",
             vec!["train.epochs=1,2"],

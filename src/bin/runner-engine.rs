@@ -238,7 +238,10 @@ fn worker(args: WorkerArgs) -> ExitCode {
     match sweep_run::work(&queue, &options, args.max_runs) {
         Ok(count) if count.done + count.failed == 0 => {
             eprintln!(
-                "no run of {} is waiting; nothing to do",
+                "no run of {} is waiting; nothing to do (`runner status {}` shows the queue, \
+                 `runner resume {} --retry-failed` runs failed runs again)",
+                queue.dir.display(),
+                queue.dir.display(),
                 queue.dir.display()
             );
             ExitCode::SUCCESS

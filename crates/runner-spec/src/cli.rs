@@ -58,7 +58,7 @@ pub struct WorkerArgs {
     /// Sweep folder whose queue to join.
     pub dir: PathBuf,
     /// libtorch intra-op threads of this worker (default: the spec's `device.threads`).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub threads: Option<usize>,
     /// Stop after this many runs.
     #[arg(long)]

@@ -392,7 +392,10 @@ impl Queue {
                 entry.metrics = metrics;
                 entry.seconds = Some(attempts_seconds(&entry.attempts).unwrap_or(seconds));
             }
-            RunResult::Failed { .. } => entry.state = RunState::Failed,
+            RunResult::Failed { .. } => {
+                entry.state = RunState::Failed;
+                entry.seconds = attempts_seconds(&entry.attempts);
+            }
         }
         write_entry(&self.queue_dir(), entry)?;
         Ok(claim.entry)

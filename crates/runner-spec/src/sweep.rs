@@ -140,9 +140,17 @@ pub fn expand(
     if !flag_grid.is_empty() {
         sets = cross(&sets, &flag_grid);
     }
-    if let Some(first) = sets.first() {
-        check_keys(first, &sweep_file, &mut errors);
-        check_set_flags(first, &options.overrides, &mut errors);
+    // Every set of a list sweep can name other keys; grid and random sets repeat the first
+    // set's keys, so their errors are reported once.
+    check_set_flags(&sets, &options.overrides, &mut errors);
+    for set in &sets {
+        let mut set_errors = Vec::new();
+        check_keys(set, &sweep_file, &mut set_errors);
+        for error in set_errors {
+            if !errors.contains(&error) {
+                errors.push(error);
+            }
+        }
     }
     check_duplicate_runs(&sets, &sweep_file, &mut errors);
     if !errors.is_empty() {
@@ -236,9 +244,10 @@ fn check_keys(assignments: &[Assignment], sweep_file: &Path, errors: &mut Vec<Sp
     }
 }
 
-/// Rejects a `--set` flag on a swept key (or on a table or key inside it): the swept value
-/// would replace it in every run, so the flag would have no effect.
-fn check_set_flags(assignments: &[Assignment], set_flags: &[String], errors: &mut Vec<SpecError>) {
+/// Rejects a `--set` flag on a key (or on a table or key inside it) that every run sweeps:
+/// the swept values would replace it everywhere, so the flag would have no effect. In a
+/// list sweep, runs that do not sweep the key still use the flag's value.
+fn check_set_flags(sets: &[Vec<Assignment>], set_flags: &[String], errors: &mut Vec<SpecError>) {
     for flag in set_flags {
         let key = flag
             .split_once('=')
@@ -249,7 +258,14 @@ fn check_set_flags(assignments: &[Assignment], set_flags: &[String], errors: &mu
                 || swept.starts_with(&format!("{key}."))
                 || key.starts_with(&format!("{swept}."))
         };
-        if let Some(assignment) = assignments.iter().find(|a| overlaps(&a.key)) {
+        let overlapping: Vec<Option<&Assignment>> = sets
+            .iter()
+            .map(|set| set.iter().find(|a| overlaps(&a.key)))
+            .collect();
+        if sets.is_empty() || overlapping.iter().any(Option::is_none) {
+            continue;
+        }
+        if let Some(assignment) = overlapping.into_iter().flatten().next() {
             errors.push(SpecError {
                 origin: Origin::CommandLine(flag.clone()),
                 key: key.to_string(),
@@ -616,11 +632,18 @@ pub fn toml_text(value: &Value) -> String {
 /// Floats have 4 significant digits unless two runs would then get one label, in which
 /// case they are written in full.
 fn run_labels(sets: &[Vec<Assignment>]) -> Vec<String> {
-    let keys: Vec<&str> = sets
-        .first()
-        .map(|set| set.iter().map(|a| a.key.as_str()).collect())
-        .unwrap_or_default();
-    let names = key_names(&keys);
+    // A list sweep's runs may each set other keys, so names come from all of them.
+    let mut keys: Vec<&str> = Vec::new();
+    for assignment in sets.iter().flatten() {
+        if !keys.contains(&assignment.key.as_str()) {
+            keys.push(&assignment.key);
+        }
+    }
+    let names: BTreeMap<String, String> = keys
+        .iter()
+        .map(|key| key.to_string())
+        .zip(key_names(&keys))
+        .collect();
     let labels = |precise: bool| -> Vec<String> {
         sets.iter()
             .map(|set| run_label(set, &names, precise))
@@ -677,14 +700,19 @@ fn key_names(keys: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn run_label(assignments: &[Assignment], names: &[String], precise: bool) -> String {
+/// Label of one run; `names` maps each swept key to its name in labels.
+fn run_label(
+    assignments: &[Assignment],
+    names: &BTreeMap<String, String>,
+    precise: bool,
+) -> String {
     if assignments.is_empty() {
         return "default".into();
     }
     let parts: Vec<String> = assignments
         .iter()
-        .zip(names)
-        .map(|(a, name)| {
+        .map(|a| {
+            let name = names.get(&a.key).map_or(a.key.as_str(), String::as_str);
             let value = match toml::Value::try_from(&a.value) {
                 Ok(toml::Value::Float(number)) if precise => format!("{number}"),
                 Ok(toml::Value::Float(number)) => short_float(number),
@@ -779,7 +807,10 @@ mod tests {
                 source: Source::Flag(String::new()),
             },
         ];
-        let names = key_names(&["train.lr", "model.blocks.0.kind"]);
+        let names = BTreeMap::from([
+            ("train.lr".to_string(), "lr".to_string()),
+            ("model.blocks.0.kind".to_string(), "kind".to_string()),
+        ]);
         assert_eq!(run_label(&assignments, &names, false), "lr=0.03,kind=nin");
     }
 
@@ -816,6 +847,29 @@ mod tests {
             vec!["lr=0.10001", "lr=0.10002"]
         );
         assert_eq!(run_labels(&[set(0.1), set(0.3)]), vec!["lr=0.1", "lr=0.3"]);
+    }
+
+    #[test]
+    fn run_labels_name_each_list_entry_by_its_keys() {
+        let entry = |pairs: &[(&str, f64)]| -> Vec<Assignment> {
+            pairs
+                .iter()
+                .map(|(key, value)| Assignment {
+                    key: key.to_string(),
+                    value: Value::from(*value),
+                    source: Source::Flag(String::new()),
+                })
+                .collect()
+        };
+        let sets = [
+            entry(&[("train.lr", 0.05)]),
+            entry(&[("train.epochs", 1.0)]),
+            entry(&[("train.batch_size", 64.0), ("train.weight_decay", 0.001)]),
+        ];
+        assert_eq!(
+            run_labels(&sets),
+            vec!["lr=0.05", "epochs=1", "batch_size=64,weight_decay=0.001"]
+        );
     }
 
     #[test]

@@ -329,15 +329,15 @@ fn resume_sweep_run(args: &ResumeArgs, sweep_dir: &Path) -> ExitCode {
                     .map(|entry| entry.state),
                 Err(message) => return fail(&Error::Queue(message)),
             };
-            let held = queue.is_locked(&label);
+            let locked = queue.is_locked(&label);
             let hint = match state {
-                _ if held => "another worker is running it",
+                _ if locked => "another worker is running it",
                 Some(RunState::Done) => "it is finished; `--force` runs it again",
                 Some(RunState::Failed) => "it failed; `--retry-failed` runs it again",
                 _ => "it is not waiting",
             };
             eprintln!("{label} was not resumed: {hint}");
-            return if state == Some(RunState::Done) && !held {
+            return if state == Some(RunState::Done) && !locked {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

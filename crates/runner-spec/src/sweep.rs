@@ -644,6 +644,7 @@ fn run_labels(sets: &[Vec<Assignment>]) -> Vec<String> {
         .map(|key| key.to_string())
         .zip(key_names(&keys))
         .collect();
+
     let labels = |precise: bool| -> Vec<String> {
         sets.iter()
             .map(|set| run_label(set, &names, precise))
@@ -656,6 +657,7 @@ fn run_labels(sets: &[Vec<Assignment>]) -> Vec<String> {
     } else {
         labels(true)
     };
+
     // Values that differ only in characters a folder name cannot hold, or beyond its
     // length limit, still collide: number the later ones.
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -850,7 +852,7 @@ mod tests {
     }
 
     #[test]
-    fn run_labels_name_each_list_entry_by_its_keys() {
+    fn run_labels_use_list_entry_keys() {
         let entry = |pairs: &[(&str, f64)]| -> Vec<Assignment> {
             pairs
                 .iter()

@@ -217,6 +217,12 @@ fn invalid_sweeps_report_located_errors() {
             vec!["command line `--sweep train.lr=0.1,0.1`", "the same values"],
         ),
         (
+            "random draws repeat",
+            "[sweep]\nkind = \"random\"\ntrials = 5\n[sweep.random.\"train.nesterov\"]\ndistribution = \"choice\"\nvalues = [true, false]\n",
+            vec![],
+            vec!["the same values", "draw fewer `trials`"],
+        ),
+        (
             "set on swept key",
             "[sweep]\nkind = \"grid\"\n[sweep.grid]\n\"train.lr\" = [0.1, 0.03]\n",
             vec!["set:train.lr=0.5"],

@@ -152,7 +152,12 @@ pub fn expand(
             }
         }
     }
-    check_duplicate_runs(&sets, &sweep_file, &mut errors);
+    let random = base
+        .spec
+        .sweep
+        .as_ref()
+        .is_some_and(|sweep| sweep.kind == "random");
+    check_duplicate_runs(&sets, &sweep_file, random, &mut errors);
     if !errors.is_empty() {
         return Err(fail(errors));
     }
@@ -285,7 +290,12 @@ fn check_set_flags(sets: &[Vec<Assignment>], set_flags: &[String], errors: &mut 
 
 /// Rejects two runs with the same values, such as `train.lr=0.1,0.1`: they would train the
 /// same thing twice.
-fn check_duplicate_runs(sets: &[Vec<Assignment>], sweep_file: &Path, errors: &mut Vec<SpecError>) {
+fn check_duplicate_runs(
+    sets: &[Vec<Assignment>],
+    sweep_file: &Path,
+    random: bool,
+    errors: &mut Vec<SpecError>,
+) {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (index, set) in sets.iter().enumerate() {
         let text = set
@@ -312,7 +322,13 @@ fn check_duplicate_runs(sets: &[Vec<Assignment>], sweep_file: &Path, errors: &mu
                 first + 1,
                 index + 1
             ),
-            hint: Some("list each value once".into()),
+            hint: Some(if random {
+                "a random sweep drew the same values twice: draw fewer `trials` than there \
+                 are distinct combinations, or change `seed`"
+                    .into()
+            } else {
+                "list each value once".into()
+            }),
         });
     }
 }

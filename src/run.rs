@@ -67,7 +67,7 @@ pub fn execute(loaded: &LoadedSpec, options: &RunOptions) -> Result<RunReport> {
     execute_at(loaded, &run_dir, options)
 }
 
-/// Runs `loaded` in the existing folder `run_dir` (see [`execute`]). A folder that holds
+/// Runs `loaded` in the existing folder `run_dir` (see [`execute`]). A folder that contains
 /// an earlier attempt's stages continues from their checkpoints; its `spec.resolved.toml`
 /// is kept.
 pub fn execute_at(loaded: &LoadedSpec, run_dir: &Path, options: &RunOptions) -> Result<RunReport> {

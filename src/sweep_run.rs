@@ -147,14 +147,14 @@ pub fn work_until_finished(queue: &Queue, options: &RunOptions) -> Result<()> {
     loop {
         work(queue, options, None)?;
         let entries = queue.entries().map_err(Error::Queue)?;
-        let held = entries
+        let claimed = entries
             .iter()
             .filter(|entry| entry.state == RunState::Running && queue.is_locked(&entry.label))
             .count();
-        if held == 0 {
+        if claimed == 0 {
             return Ok(());
         }
-        tracing::debug!("waiting for {held} run(s) held by other workers");
+        tracing::debug!("waiting for {claimed} run(s) claimed by other workers");
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
@@ -217,12 +217,7 @@ fn first_line(text: &str) -> &str {
 /// No more workers start than there are runs waiting. A worker dies with this process, so
 /// stopping the command (SIGTERM, SIGINT) stops the sweep and leaves its runs to resume.
 pub fn launch_local(queue: &Queue, jobs: usize, cores: usize, data_dir: &Path) -> Result<()> {
-    let waiting = queue
-        .entries()
-        .map_err(Error::Queue)?
-        .iter()
-        .filter(|entry| matches!(entry.state, RunState::Pending | RunState::Running))
-        .count();
+    let waiting = waiting_runs(queue)?;
     let jobs = jobs.min(waiting).max(1);
     let threads = (cores / jobs).max(1);
     let engine =
@@ -281,14 +276,20 @@ pub fn launch_local(queue: &Queue, jobs: usize, cores: usize, data_dir: &Path) -
     Ok(())
 }
 
+/// Number of runs a worker can still claim: pending ones, and running ones that may turn
+/// out interrupted.
+fn waiting_runs(queue: &Queue) -> Result<usize> {
+    let entries = queue.entries().map_err(Error::Queue)?;
+    Ok(entries
+        .iter()
+        .filter(|entry| matches!(entry.state, RunState::Pending | RunState::Running))
+        .count())
+}
+
 /// Writes a Slurm batch script that runs one `runner worker` per array task and submits
 /// it with `sbatch`, returning the job id.
 pub fn launch_slurm(queue: &Queue, launcher: &LauncherSpec, data_dir: &Path) -> Result<String> {
-    let entries = queue.entries().map_err(Error::Queue)?;
-    let waiting = entries
-        .iter()
-        .filter(|entry| matches!(entry.state, RunState::Pending | RunState::Running))
-        .count();
+    let waiting = waiting_runs(queue)?;
     if waiting == 0 {
         return Err(Error::Queue(format!(
             "every run in {} is finished; nothing to submit (`--retry-failed` or `--force` \
@@ -472,35 +473,22 @@ pub fn summary(queue: &Queue) -> Result<(String, bool)> {
     let mut unfinished = 0;
     for entry in &entries {
         let figure = match entry.state {
-            RunState::Done => entry
-                .metrics
-                .first()
-                .map(|(name, value)| format!("{name} {:.2} %", 100.0 * value))
-                .unwrap_or_default(),
+            RunState::Done => entry.headline().unwrap_or_default(),
             RunState::Failed => {
-                let error = entry
-                    .attempts
-                    .last()
-                    .and_then(|attempt| attempt.error.as_deref())
-                    .unwrap_or_default();
+                let error = entry.last_error().unwrap_or_default();
                 failures.push(format!(
-                    "  {}: {}\n    log: {}",
+                    "  {}: {error}\n    log: {}",
                     entry.label,
-                    first_line(error),
                     queue.dir.join(&entry.label).join("run.log").display()
                 ));
-                first_line(error).to_string()
+                error.to_string()
             }
             RunState::Pending | RunState::Running => {
                 unfinished += 1;
                 String::new()
             }
         };
-        let state = if entry.state == RunState::Running && !queue.is_locked(&entry.label) {
-            "interrupted"
-        } else {
-            entry.state.name()
-        };
+        let state = queue.state_name(entry);
         lines.push(format!("  {:<32} {state:<11} {figure}", entry.label));
     }
     let mut text = format!(

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{data_dir, python, runner, runner_command, stderr, stdout, tiny_spec};
@@ -49,6 +49,23 @@ fn event_files(dir: &Path) -> Vec<PathBuf> {
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.to_string_lossy().contains("tfevents"))
         .collect()
+}
+
+/// Runs `runner SPEC --sweep-dir SWEEP --sweep VALUES` on the data folder of the tests.
+fn run_sweep(work: &Path, spec: &Path, sweep: &Path, values: &str) -> Output {
+    let data = data_dir();
+    runner(
+        work,
+        &[
+            spec.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--sweep-dir",
+            sweep.to_str().unwrap(),
+            "--sweep",
+            values,
+        ],
+    )
 }
 
 #[test]
@@ -280,19 +297,7 @@ fn sweep_dir_rejects_non_empty_folder() {
     let folder = work.path().join("notes");
     std::fs::create_dir(&folder).unwrap();
     std::fs::write(folder.join("notes.txt"), "keep").unwrap();
-    let data = data_dir();
-    let output = runner(
-        work.path(),
-        &[
-            spec.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--sweep-dir",
-            folder.to_str().unwrap(),
-            "--sweep",
-            "train.lr=0.05",
-        ],
-    );
+    let output = run_sweep(work.path(), &spec, &folder, "train.lr=0.05");
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("is not empty"),
@@ -311,20 +316,8 @@ fn retry_failed_writes_each_step_once() {
     let work = tempfile::tempdir().unwrap();
     let spec = pretext_spec(work.path(), 256, 1);
     let sweep = work.path().join("sweep");
-    let data = data_dir();
     let sweep_str = sweep.to_str().unwrap();
-    let output = runner(
-        work.path(),
-        &[
-            spec.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--sweep-dir",
-            sweep_str,
-            "--sweep",
-            "train.lr=1e10",
-        ],
-    );
+    let output = run_sweep(work.path(), &spec, &sweep, "train.lr=1e10");
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(entry(&sweep, "lr=1e10")["state"], "failed");
 
@@ -352,7 +345,7 @@ fn retry_failed_writes_each_step_once() {
     let total = steps.len() as u64;
     assert_eq!(steps, (1..=total).collect::<Vec<_>>());
 
-    // A worker that runs a failing run exits with 1 and says so.
+    // A worker whose run fails exits with 1 and reports the failure.
     let path = sweep.join("queue/lr=1e10.json");
     let mut pending = entry(&sweep, "lr=1e10");
     pending["state"] = "pending".into();
@@ -367,19 +360,7 @@ fn resume_run_dir_goes_through_queue() {
     let work = tempfile::tempdir().unwrap();
     let spec = pretext_spec(work.path(), 128, 1);
     let sweep = work.path().join("sweep");
-    let data = data_dir();
-    let output = runner(
-        work.path(),
-        &[
-            spec.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--sweep-dir",
-            sweep.to_str().unwrap(),
-            "--sweep",
-            "train.lr=0.05,0.1",
-        ],
-    );
+    let output = run_sweep(work.path(), &spec, &sweep, "train.lr=0.05,0.1");
     assert!(output.status.success(), "{}", stderr(&output));
     let run_dir = sweep.join("lr=0.1");
 
@@ -399,7 +380,7 @@ fn resume_run_dir_goes_through_queue() {
         1
     );
 
-    // While another process holds the run, resuming it is refused.
+    // While another process has claimed the run, resuming it is rejected.
     let lock = std::fs::File::open(sweep.join("queue/lr=0.1.lock")).unwrap();
     lock.lock().unwrap();
     let busy = runner(
@@ -455,6 +436,7 @@ fn run_folder_lock_rejects_second_process() {
         .unwrap()
         .unwrap()
         .path();
+
     let lock = std::fs::File::open(run_dir.join("run.lock")).unwrap();
     lock.lock().unwrap();
     let busy = runner(

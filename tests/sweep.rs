@@ -370,8 +370,11 @@ fn sweep_records_failed_run_and_continues() {
     assert_eq!(session["hparams"]["train.lr"], 0.05);
     assert_eq!(session["status"], "STATUS_SUCCESS");
     let accuracy = done["metrics"][0][1].as_f64().unwrap();
-    let shown = session["metrics"]["final/pretext"].as_f64().unwrap();
-    assert!((shown - accuracy).abs() < 1e-6, "{shown} != {accuracy}");
+    let recorded = session["metrics"]["final/pretext"].as_f64().unwrap();
+    assert!(
+        (recorded - accuracy).abs() < 1e-6,
+        "{recorded} != {accuracy}"
+    );
     let session = &tab["sessions"]["lr=1e30"];
     assert_eq!(session["hparams"]["train.lr"], 1e30);
     assert_eq!(session["status"], "STATUS_FAILURE");

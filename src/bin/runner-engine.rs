@@ -116,7 +116,7 @@ fn run_options(args: &RunArgs) -> RunOptions {
 }
 
 /// Puts every run of a swept spec in the queue of its sweep folder and works through it
-/// with the launcher the spec or flags choose; exit code 1 when any run failed.
+/// with the launcher the spec or flags choose. The exit code is 1 when any run failed.
 fn run_sweep(args: &RunArgs, options: &LoadOptions, base: &LoadedSpec) -> ExitCode {
     let runs = match expand(options, base, &args.sweeps) {
         Ok(runs) => runs,

@@ -227,8 +227,8 @@ fn hparam_info(name: &str, values: &[HParamValue]) -> HParamInfo {
 /// Wraps `data` in a one-value summary under `tag`, as TensorBoard's `_summary_pb` does.
 fn plugin_summary(tag: &str, mut data: HParamsPluginData) -> Summary {
     data.set_version(PLUGIN_DATA_VERSION);
-    // protobuf 2.28's `write_to_bytes` fails only when required fields are missing, because
-    // it sizes the buffer first. Proto3 messages have no required fields.
+    // protobuf 2.28's `write_to_bytes` (src/message.rs) fails only when required fields are
+    // missing, because it sizes the buffer before writing. Proto3 has no required fields.
     let content = data
         .write_to_bytes()
         .expect("proto3 HParamsPluginData always encodes");

@@ -102,8 +102,8 @@ pub fn steps_per_epoch(examples: usize, batch_size: usize) -> usize {
 /// After each epoch the stage's `checkpoint.safetensors` contains the variables of `store`,
 /// the optimiser state and the position (epochs, steps, event-file length). Each epoch
 /// draws its random numbers from a seed of its own, so a stage that finds a checkpoint in
-/// its folder continues from it and ends with the same weights as one that never stopped;
-/// the event file is cut back to the checkpoint's length, so every step appears once. A
+/// its folder continues from it and ends with the same weights as one that never stopped.
+/// The event file is cut back to the checkpoint's length, so every step appears once. A
 /// stage whose folder holds `summary.json` is finished and returns that summary.
 ///
 /// # Errors

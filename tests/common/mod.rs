@@ -29,7 +29,7 @@ pub fn runner(cwd: &Path, args: &[&str]) -> Output {
         .expect("runner binary starts")
 }
 
-/// The command of [`runner`], to start in the background.
+/// Builds the command that [`runner`] runs, to start it in the background.
 pub fn runner_command(cwd: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runner"));
     command.current_dir(cwd).args(args).env("CI", "1");

@@ -87,7 +87,7 @@ pub struct ResumeArgs {
     pub log_level: String,
 }
 
-/// How a sweep's queue is worked through.
+/// Options for working through a sweep's queue.
 #[derive(Args, Clone, Default)]
 pub struct QueueArgs {
     /// Runs at a time (overrides `launcher.jobs`); `local` splits the cores between them.
@@ -118,21 +118,21 @@ pub struct ReportArgs {
 
 /// Runs `runner status`.
 pub fn status(args: &StatusArgs) -> std::process::ExitCode {
-    match crate::queue::open(&args.dir).and_then(|queue| crate::queue::status_table(&queue)) {
-        Ok(table) => {
-            print!("{table}");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            std::process::ExitCode::from(2)
-        }
-    }
+    print_table(crate::queue::open(&args.dir).and_then(|queue| crate::queue::status_table(&queue)))
 }
 
 /// Runs `runner report`.
 pub fn report(args: &ReportArgs) -> std::process::ExitCode {
-    match crate::report::report(&args.dir, args.sort.as_deref(), args.format) {
+    print_table(crate::report::report(
+        &args.dir,
+        args.sort.as_deref(),
+        args.format,
+    ))
+}
+
+/// Prints a table to stdout, or its error to stderr with exit code 2.
+fn print_table(table: Result<String, String>) -> std::process::ExitCode {
+    match table {
         Ok(table) => {
             print!("{table}");
             std::process::ExitCode::SUCCESS

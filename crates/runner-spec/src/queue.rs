@@ -137,8 +137,8 @@ pub struct Claim {
 ///
 /// # Errors
 ///
-/// When `dir` contains a queue of other runs (another spec, or other sweep values), naming
-/// the runs that differ; nothing in the folder is changed then.
+/// When `dir` contains a queue of other runs (another spec, or other sweep values). The
+/// message names the runs that differ, and nothing in the folder is changed.
 pub fn create_or_join(
     dir: &Path,
     experiment: &str,
@@ -296,7 +296,39 @@ fn check_same_runs(queue: &Queue, runs: &[RunIdentity]) -> Result<(), String> {
     ))
 }
 
+impl Entry {
+    /// First figure of a finished run, as `name 12.34 %`.
+    pub fn headline(&self) -> Option<String> {
+        self.metrics
+            .first()
+            .map(|(name, value)| format!("{name} {:.2} %", 100.0 * value))
+    }
+
+    /// First line of the error of the last attempt.
+    pub fn last_error(&self) -> Option<&str> {
+        self.attempts
+            .last()
+            .and_then(|attempt| attempt.error.as_deref())
+            .and_then(|error| error.lines().next())
+    }
+}
+
 impl Queue {
+    /// Returns true when `entry` is marked running but no live worker holds its lock.
+    pub fn is_interrupted(&self, entry: &Entry) -> bool {
+        entry.state == RunState::Running && !self.is_locked(&entry.label)
+    }
+
+    /// Name of the state of `entry` as status and reports show it: `interrupted` for a
+    /// running run whose worker is gone.
+    pub fn state_name(&self, entry: &Entry) -> &'static str {
+        if self.is_interrupted(entry) {
+            "interrupted"
+        } else {
+            entry.state.name()
+        }
+    }
+
     fn queue_dir(&self) -> PathBuf {
         self.dir.join("queue")
     }
@@ -487,12 +519,8 @@ pub fn status_table(queue: &Queue) -> Result<String, String> {
     );
     let mut counts = [0usize; 5];
     for entry in &entries {
-        let interrupted = entry.state == RunState::Running && !queue.is_locked(&entry.label);
-        let state = if interrupted {
-            "interrupted"
-        } else {
-            entry.state.name()
-        };
+        let interrupted = queue.is_interrupted(entry);
+        let state = queue.state_name(entry);
         let index = match (entry.state, interrupted) {
             (RunState::Pending, _) => 0,
             (RunState::Running, false) => 1,
@@ -501,19 +529,15 @@ pub fn status_table(queue: &Queue) -> Result<String, String> {
             (RunState::Failed, _) => 4,
         };
         counts[index] += 1;
-        let last = entry.attempts.last();
         let detail = match entry.state {
-            RunState::Done => entry
-                .metrics
-                .first()
-                .map(|(name, value)| format!("{name} {:.2} %", 100.0 * value))
-                .unwrap_or_default(),
-            RunState::Failed => last
-                .and_then(|attempt| attempt.error.as_deref())
-                .and_then(|error| error.lines().next())
+            RunState::Done => entry.headline().unwrap_or_default(),
+            RunState::Failed => entry
+                .last_error()
                 .map(|line| format!("{line} (see {}/run.log)", entry.label))
                 .unwrap_or_default(),
-            RunState::Running => last
+            RunState::Running => entry
+                .attempts
+                .last()
                 .map(|attempt| format!("{} since {}", attempt.worker, attempt.started))
                 .unwrap_or_default(),
             RunState::Pending => String::new(),

@@ -102,12 +102,7 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
             keys.iter()
                 .map(|key| values.get(key).cloned().unwrap_or_default()),
         );
-        let state = if run.state == RunState::Running && !queue.is_locked(&run.label) {
-            "interrupted"
-        } else {
-            run.state.name()
-        };
-        row.push(state.into());
+        row.push(queue.state_name(run).into());
         row.extend(metrics.iter().map(|metric| {
             value_of(run, metric).map_or(String::new(), |value| format!("{:.2}", 100.0 * value))
         }));
@@ -117,7 +112,7 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
         );
         if format == Format::Csv {
             row.push(if is_best { "yes" } else { "" }.into());
-            row.push(first_error_line(run).into());
+            row.push(run.last_error().unwrap_or_default().into());
         }
         rows.push(row);
     }
@@ -142,22 +137,13 @@ pub fn report(dir: &Path, sort: Option<&str>, format: Format) -> Result<String, 
                 out.push_str(&format!(
                     "- {}: {} (log: {})\n",
                     run.label,
-                    first_error_line(run),
+                    run.last_error().unwrap_or_default(),
                     dir.join(&run.label).join("run.log").display()
                 ));
             }
         }
     }
     Ok(out)
-}
-
-/// First line of the error of a run's last attempt, or an empty string.
-fn first_error_line(run: &Entry) -> &str {
-    run.attempts
-        .last()
-        .and_then(|attempt| attempt.error.as_deref())
-        .and_then(|error| error.lines().next())
-        .unwrap_or("")
 }
 
 /// Formats a swept value for the table: a string loses its TOML quotes.

@@ -373,7 +373,7 @@ impl Default for LauncherSpec {
     }
 }
 
-/// Resources each Slurm array task asks for; empty or 0 leaves Slurm's default.
+/// Resources each Slurm array task requests. An empty value or 0 leaves Slurm's default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlurmSpec {
